@@ -1,0 +1,49 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+# Everything they need is installed by the targets below (pip, apt-get, Go module proxy).
+
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+HOST    ?= 127.0.0.1
+PORT    ?= 8000
+
+.PHONY: run test venv test-deps lint cluster cluster-down cluster-build htmx clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[gen,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/t2v serve --host $(HOST) --port $(PORT)
+
+# System packages (PostgreSQL, Chromium), the test control plane and MinIO built
+# from source (cached under ~/.cache/t2v), and the local htmx copy.
+test-deps: $(STAMP)
+	bash scripts/install-test-deps.sh
+	$(BIN)/python scripts/testcluster build
+	$(MAKE) htmx
+
+test: test-deps lint
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/lint-imports
+
+cluster: $(STAMP)
+	$(BIN)/python scripts/testcluster build
+	$(BIN)/python scripts/testcluster up
+
+cluster-down: $(STAMP)
+	$(BIN)/python scripts/testcluster down
+
+# htmx for air-gapped clusters and the browser tests, from the npm registry.
+htmx: $(STAMP)
+	$(BIN)/python scripts/fetch_htmx.py
+
+clean:
+	rm -rf $(VENV) t2v-data

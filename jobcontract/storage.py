@@ -1,0 +1,260 @@
+"""Object storage behind one small interface: a local folder or S3/MinIO.
+
+Every part of t2v (API, runner, controller, job pods) talks to storage only
+through `ObjectStore`, so the job contract is the same on a laptop and on a
+cluster.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import urllib.parse
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Protocol
+
+from jobcontract.errors import ObjectNotFound, StorageError, StorageUnavailable
+
+CHUNK = 1024 * 1024
+
+
+class ObjectStore(Protocol):
+    """What every storage backend offers."""
+
+    def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
+        """Store `data` under `key`, atomically (readers see all or nothing)."""
+
+    def put_file(self, key: str, path: Path, *, content_type: str = "application/octet-stream") -> None:
+        """Store the file at `path` under `key`, atomically."""
+
+    def get_bytes(self, key: str) -> bytes:
+        """Return the whole object; `ObjectNotFound` if absent."""
+
+    def exists(self, key: str) -> bool:
+        """Whether `key` holds an object."""
+
+    def size(self, key: str) -> int:
+        """Object size in bytes; `ObjectNotFound` if absent."""
+
+    def iter_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Yield bytes [start, end] (inclusive end, like HTTP Range) in chunks."""
+
+    def delete(self, key: str) -> None:
+        """Remove `key`; absent keys are fine."""
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys under `prefix`, sorted."""
+
+    def presigned_url(self, key: str, *, expires: timedelta) -> str | None:
+        """A URL a browser can fetch directly, or None when the backend has none."""
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape the store (absolute, `..`, empty parts)."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in key:
+        raise StorageError(f"invalid object key {key!r}: use relative 'a/b/c' keys without '..'")
+    return key
+
+
+class LocalStore:
+    """A folder on disk; writes go to a temp file then `os.replace` (atomic)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
+        self._write(key, io.BytesIO(data))
+
+    def put_file(self, key: str, path: Path, *, content_type: str = "application/octet-stream") -> None:
+        with open(path, "rb") as src:
+            self._write(key, src)
+
+    def _write(self, key: str, src: io.IOBase) -> None:
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := src.read(CHUNK):
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as e:
+            raise ObjectNotFound(key) from e
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError as e:
+            raise ObjectNotFound(key) from e
+
+    def iter_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        path = self._path(key)
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError as e:
+            raise ObjectNotFound(key) from e
+        return _read_range(f, start, end)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def list(self, prefix: str) -> list[str]:
+        base = self.root / prefix if prefix else self.root
+        if not base.exists():
+            return []
+        return sorted(
+            str(p.relative_to(self.root))
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".tmp-")
+        )
+
+    def presigned_url(self, key: str, *, expires: timedelta) -> str | None:
+        return None
+
+
+def _read_range(f: io.BufferedReader, start: int, end: int | None) -> Iterator[bytes]:
+    with f:
+        f.seek(start)
+        left = None if end is None else end - start + 1
+        while left is None or left > 0:
+            chunk = f.read(CHUNK if left is None else min(CHUNK, left))
+            if not chunk:
+                break
+            if left is not None:
+                left -= len(chunk)
+            yield chunk
+
+
+class S3Store:
+    """An S3 bucket through the `minio` client (MinIO, AWS S3, Ceph RGW...)."""
+
+    def __init__(self, *, endpoint: str, bucket: str, access_key: str, secret_key: str,
+                 secure: bool = True, region: str | None = None, create_bucket: bool = True) -> None:
+        from minio import Minio
+        from urllib3 import PoolManager, Retry, Timeout
+
+        # Short timeouts and few retries: a dead endpoint must surface as
+        # StorageUnavailable in seconds, not hang a request or a pod.
+        http = PoolManager(timeout=Timeout(connect=5, read=60), maxsize=16,
+                           retries=Retry(total=3, backoff_factor=0.3, status_forcelist=(500, 502, 503, 504)))
+        self.bucket = bucket
+        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key,
+                            secure=secure, region=region, http_client=http)
+        if create_bucket:
+            self._guard(lambda: self.client.bucket_exists(bucket) or self.client.make_bucket(bucket))
+
+    def __repr__(self) -> str:
+        return f"S3Store(bucket={self.bucket!r})"
+
+    def _guard(self, fn):
+        from minio.error import S3Error
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return fn()
+        except S3Error as e:
+            if e.code in ("NoSuchKey", "NoSuchObject"):
+                raise ObjectNotFound(e.resource or "") from e
+            raise StorageError(f"S3 error {e.code}: {e.message}") from e
+        except (HTTPError, OSError) as e:
+            raise StorageUnavailable(f"object storage unreachable: {e}") from e
+
+    def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
+        self._guard(lambda: self.client.put_object(self.bucket, check_key(key), io.BytesIO(data), len(data),
+                                                   content_type=content_type))
+
+    def put_file(self, key: str, path: Path, *, content_type: str = "application/octet-stream") -> None:
+        self._guard(lambda: self.client.fput_object(self.bucket, check_key(key), str(path),
+                                                    content_type=content_type))
+
+    def get_bytes(self, key: str) -> bytes:
+        def get() -> bytes:
+            resp = self.client.get_object(self.bucket, check_key(key))
+            try:
+                return resp.read()
+            finally:
+                resp.close()
+                resp.release_conn()
+        return self._guard(get)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.size(key)
+            return True
+        except ObjectNotFound:
+            return False
+
+    def size(self, key: str) -> int:
+        return self._guard(lambda: self.client.stat_object(self.bucket, check_key(key)).size)
+
+    def iter_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        length = 0 if end is None else end - start + 1
+        resp = self._guard(lambda: self.client.get_object(self.bucket, check_key(key), offset=start, length=length))
+
+        def stream() -> Iterator[bytes]:
+            try:
+                yield from resp.stream(CHUNK)
+            finally:
+                resp.close()
+                resp.release_conn()
+        return stream()
+
+    def delete(self, key: str) -> None:
+        self._guard(lambda: self.client.remove_object(self.bucket, check_key(key)))
+
+    def list(self, prefix: str) -> list[str]:
+        return sorted(self._guard(lambda: [o.object_name for o in
+                                           self.client.list_objects(self.bucket, prefix=prefix, recursive=True)]))
+
+    def presigned_url(self, key: str, *, expires: timedelta) -> str | None:
+        return self._guard(lambda: self.client.presigned_get_object(self.bucket, check_key(key), expires=expires))
+
+
+def open_store(url: str) -> ObjectStore:
+    """Open a store from a URL: `file:///abs/path`, `file://./rel/path`, a bare path, or
+    `s3://host:port/bucket?secure=false&region=...` with credentials from the environment
+    (`T2V_S3_ACCESS_KEY`/`T2V_S3_SECRET_KEY`, falling back to `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`).
+    """
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme in ("", "file"):
+        path = url[len("file://"):] if parsed.scheme == "file" else url
+        if not path:
+            raise StorageError(f"storage URL {url!r} has no path: use file:///abs/path or file://./rel/path")
+        return LocalStore(Path(path))
+    if parsed.scheme == "s3":
+        bucket = parsed.path.strip("/")
+        if not parsed.hostname or not bucket or "/" in bucket:
+            raise StorageError(f"storage URL {url!r} must look like s3://host[:port]/bucket")
+        query = urllib.parse.parse_qs(parsed.query)
+        access = os.environ.get("T2V_S3_ACCESS_KEY") or os.environ.get("AWS_ACCESS_KEY_ID")
+        secret = os.environ.get("T2V_S3_SECRET_KEY") or os.environ.get("AWS_SECRET_ACCESS_KEY")
+        if not access or not secret:
+            raise StorageError("S3 storage needs T2V_S3_ACCESS_KEY and T2V_S3_SECRET_KEY in the environment")
+        secure = query.get("secure", ["true"])[0].lower() not in ("0", "false", "no")
+        endpoint = parsed.hostname + (f":{parsed.port}" if parsed.port else "")
+        return S3Store(endpoint=endpoint, bucket=bucket, access_key=access, secret_key=secret,
+                       secure=secure, region=query.get("region", [None])[0])
+    raise StorageError(f"unknown storage URL scheme {parsed.scheme!r} in {url!r}: use file:// or s3://")

@@ -1,0 +1,1 @@
+"""Fixture plugin: cluster (filled in by its owner)."""

@@ -1,0 +1,1 @@
+"""Fixture plugin: minio (filled in by its owner)."""

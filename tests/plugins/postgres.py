@@ -1,0 +1,1 @@
+"""Fixture plugin: postgres (filled in by its owner)."""
