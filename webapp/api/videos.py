@@ -1,0 +1,179 @@
+"""`/v1/videos`: the OpenAI Videos API shape, plus cancel, events, filters and queue position."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from sqlmodel import col
+
+from jobcontract.errors import ObjectNotFound
+from jobcontract.records import video_keys
+from webapp import crud, presenters
+from webapp.api.body import json_or_form
+from webapp.catalog import available_models
+from webapp.deps import CallerDep, SessionDep, SettingsDep, StoreDep
+from webapp.errors import Conflict, NotFound, RangeNotSatisfiable
+from webapp.models import ErrorResponse, Video, VideoDeleted, VideoList, VideoPublic
+from webapp.params import parse_video
+from webapp.status import VideoStatus
+from webapp.submit import submit_video
+
+router = APIRouter(prefix="/v1/videos", tags=["videos"])
+
+ERRORS = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 409: {"model": ErrorResponse},
+          413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}}
+ID_PATTERN = r"^video_[0-9a-z]{1,40}$"
+CREATE_SCHEMA = {
+    "type": "object",
+    "required": ["prompt"],
+    "properties": {
+        "prompt": {"type": "string", "maxLength": 2000},
+        "model": {"type": "string", "enum": ["mochi-1-preview", "tiny"]},
+        "seconds": {"oneOf": [{"type": "string"}, {"type": "number"}],
+                    "description": "Duration; rounded to Mochi's 6k+1 frames at 30 fps (at most 5.43)."},
+        "num_frames": {"type": "integer", "description": "6k+1 between 7 and 163; give this or seconds."},
+        "size": {"type": "string", "description": "WIDTHxHEIGHT; 848x480 native, sides multiples of 16."},
+        "seed": {"type": "integer", "minimum": 0},
+        "negative_prompt": {"type": "string"},
+        "num_inference_steps": {"type": "integer", "minimum": 1, "maximum": 200},
+        "guidance_scale": {"type": "number", "minimum": 0, "maximum": 20},
+        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+
+
+def check_id(video_id: str) -> str:
+    """Refuse malformed ids early (404: there is no such video)."""
+    if not re.fullmatch(ID_PATTERN, video_id):
+        raise NotFound(f"no video with id {video_id!r}", param="video_id")
+    return video_id
+
+
+@router.post("", response_model=VideoPublic, responses=ERRORS, summary="Create a video",
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": CREATE_SCHEMA},
+                 "application/x-www-form-urlencoded": {"schema": CREATE_SCHEMA},
+                 "multipart/form-data": {"schema": CREATE_SCHEMA}}}})
+async def create_video(request: Request, response: Response, session: SessionDep, settings: SettingsDep,
+                       caller: CallerDep,
+                       idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> VideoPublic:
+    """Queue a video; returns at once with status `queued`."""
+    raw = await json_or_form(request, settings.max_upload_bytes)
+    spec, seed_given = parse_video(raw, default_model=settings.model, models=available_models(settings))
+    video, created = submit_video(session, spec=spec, seed_given=seed_given, tenant=caller.tenant,
+                                  settings=settings, idempotency_key=idempotency_key)
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return presenters.videos_public(session, [video])[0]
+
+
+@router.get("", response_model=VideoList, responses=ERRORS, summary="List videos")
+def list_videos(session: SessionDep, caller: CallerDep,
+                after: Annotated[str | None, Query(max_length=64)] = None,
+                limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                order: Literal["asc", "desc"] = "desc",
+                status: VideoStatus | None = None,
+                batch_id: Annotated[str | None, Query(max_length=64)] = None) -> VideoList:
+    """A page of videos, newest first by default; `after` is the last id of the previous page."""
+    filters = []
+    if status is not None:
+        filters.append(col(Video.status) == status.value)
+    if batch_id is not None:
+        filters.append(col(Video.batch_id) == batch_id)
+    rows, more = crud.page(session, Video, tenant=caller.scope, after=after, limit=limit, order=order,
+                           filters=filters)
+    data = presenters.videos_public(session, rows)
+    return VideoList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
+                     has_more=more)
+
+
+@router.get("/{video_id}", response_model=VideoPublic, responses=ERRORS, summary="Retrieve a video")
+def get_video(video_id: str, session: SessionDep, caller: CallerDep) -> VideoPublic:
+    """One video's status and details."""
+    video = crud.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
+    return presenters.videos_public(session, [video])[0]
+
+
+@router.get("/{video_id}/events", responses=ERRORS, summary="Status history of a video")
+def get_events(video_id: str, session: SessionDep, caller: CallerDep) -> dict:
+    """The append-only status log: every change with its time and reason."""
+    video = crud.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
+    return {"object": "list", "data": [
+        {"at": int(e.at), "from": e.from_status, "to": e.to_status, "reason": e.reason}
+        for e in crud.events(session, video_id=video.id)]}
+
+
+@router.post("/{video_id}/cancel", response_model=VideoPublic, responses=ERRORS, summary="Cancel a video")
+def cancel_video(video_id: str, session: SessionDep, caller: CallerDep) -> VideoPublic:
+    """Stop a queued or running video; the runner/controller stops its job."""
+    video = crud.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
+    if VideoStatus(video.status).is_terminal():
+        if video.status != VideoStatus.cancelled:
+            raise Conflict(f"video {video.id} is already {video.status}; only queued or in_progress videos can be "
+                           "cancelled", param="video_id", code="not_cancellable")
+    else:
+        crud.transition(session, video=video, to=VideoStatus.cancelled, reason="cancelled by user")
+        session.commit()
+    return presenters.videos_public(session, [video])[0]
+
+
+@router.delete("/{video_id}", response_model=VideoDeleted, responses=ERRORS, summary="Delete a video")
+def delete_video(video_id: str, session: SessionDep, store: StoreDep, caller: CallerDep) -> VideoDeleted:
+    """Cancel if needed, then remove the row, its events and its files."""
+    video = crud.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
+    if VideoStatus(video.status).is_active():
+        crud.transition(session, video=video, to=VideoStatus.cancelled, reason="deleted by user")
+        session.commit()
+    crud.delete_video(session, video=video)
+    session.commit()
+    # Files go after the row: a crash in between leaves orphans for the janitor, never a row without files.
+    for key in video_keys(video.id).values():
+        store.delete(key)
+    return VideoDeleted(id=video.id)
+
+
+RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+
+
+@router.get("/{video_id}/content", responses={**ERRORS, 206: {"description": "Partial content"},
+                                              200: {"content": {"video/mp4": {}, "image/jpeg": {}}}},
+            summary="Download the MP4 or its thumbnail", response_class=Response)
+def get_content(video_id: str, session: SessionDep, store: StoreDep, caller: CallerDep,
+                variant: Literal["video", "thumbnail"] = "video",
+                range_header: Annotated[str | None, Header(alias="Range")] = None) -> Response:
+    """Stream the finished video (HTTP Range supported) or its JPEG thumbnail."""
+    video = crud.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
+    if video.status != VideoStatus.completed:
+        raise NotFound(f"video {video.id} is {video.status}; its content exists once it is completed",
+                       param="video_id", code="content_not_ready")
+    key = video_keys(video.id)[variant]
+    media = "video/mp4" if variant == "video" else "image/jpeg"
+    try:
+        size = store.size(key)
+    except ObjectNotFound as e:
+        raise NotFound(f"the {variant} of video {video.id} is missing from storage (expired or deleted)",
+                       param="variant", code="content_missing") from e
+    headers = {"Accept-Ranges": "bytes", "Content-Disposition": f'inline; filename="{video.id}.'
+               f'{"mp4" if variant == "video" else "jpg"}"', "Cache-Control": "private, max-age=3600",
+               "ETag": f'"{video.sha256 or video.id}-{variant}"'}
+    start, end, status = 0, size - 1, 200
+    if range_header:
+        m = RANGE.match(range_header.strip())
+        if not m or (not m[1] and not m[2]):
+            raise RangeNotSatisfiable(f"Range {range_header!r} is not a single bytes range", param="Range",
+                                      headers={"Content-Range": f"bytes */{size}"})
+        if m[1]:
+            start, end = int(m[1]), min(int(m[2]) if m[2] else size - 1, size - 1)
+        else:
+            start, end = max(0, size - int(m[2])), size - 1
+        if start > end or start >= size:
+            raise RangeNotSatisfiable(f"Range {range_header!r} is outside the {size}-byte file", param="Range",
+                                      headers={"Content-Range": f"bytes */{size}"})
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(end - start + 1)
+    return StreamingResponse(store.iter_range(key, start, end), status_code=status, media_type=media,
+                             headers=headers)

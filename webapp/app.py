@@ -1,0 +1,85 @@
+"""The FastAPI application: routers, error bodies, metrics, start-up checks."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from jobcontract.storage import open_store
+from webapp.api import batches, health, videos
+from webapp.db import migrate
+from webapp.errors import APIError
+from webapp.settings import Settings, get_settings
+
+log = logging.getLogger("t2v.webapp")
+
+
+def _error(status: int, message: str, *, type_: str, param: str | None = None, code: str | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": type_, "param": param, "code": code}},
+                        status_code=status, headers=headers)
+
+
+def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
+    """Build the app for `settings` (default: from the environment)."""
+    settings = settings or get_settings()
+    if run_migrations:
+        migrate(settings.db_url)
+    app = FastAPI(title="t2v", version="0.1.0",
+                  description="Batch-first text-to-video. `/v1/videos` follows OpenAI's Videos API; "
+                              "cancel, batches, seed, negative prompt, steps, queue position and filters are extras.")
+    app.state.settings = settings
+    app.state.store = open_store(settings.objects_url)
+    app.state.metrics = health.make_metrics(settings.db_url)
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        err = exc.errors()[0]
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        param = ".".join(loc) or None
+        value = err.get("input")
+        return _error(400, f"{param or 'request'}: {err.get('msg', 'invalid')} (got {value!r})",
+                      type_="invalid_request_error", param=param, code="invalid_value")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        type_ = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no route for {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        return _error(exc.status_code, message, type_=type_, code=str(exc.status_code),
+                      headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return _error(500, "internal error; the server log has the details", type_="server_error")
+
+    @app.middleware("http")
+    async def _metrics(request: Request, call_next):  # noqa: ANN001, ANN202
+        started = time.perf_counter()
+        response = await call_next(request)
+        health.observe(request, response.status_code, started)
+        return response
+
+    app.include_router(health.router)
+    app.include_router(videos.router)
+    app.include_router(batches.router)
+    try:
+        from webapp.pages import router as pages_router
+    except ImportError:  # the page package is optional until it lands
+        pages_router = None
+    if pages_router is not None:
+        app.include_router(pages_router)
+    return app

@@ -1,0 +1,22 @@
+"""Which models the API accepts."""
+
+from __future__ import annotations
+
+from webapp.settings import Backend, Settings
+
+KNOWN_MODELS = ("mochi-1-preview", "tiny")
+READY_MARKER = "READY"
+
+
+def available_models(settings: Settings) -> list[str]:
+    """`T2V_MODELS` if set; else tiny plus every model folder with a READY marker (local backend),
+    or both known models in cluster mode (the weights live on the GPU nodes, not here)."""
+    if settings.models:
+        return list(settings.models)
+    if settings.backend == Backend.kubernetes:
+        return list(KNOWN_MODELS)
+    found = ["tiny"]
+    for name in KNOWN_MODELS:
+        if name != "tiny" and (settings.models_path / name / READY_MARKER).is_file():
+            found.append(name)
+    return found

@@ -1,0 +1,177 @@
+"""Data access: every read and write of videos, batches and events goes through here.
+
+Functions take keyword-only arguments and a session; callers own the transaction.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
+
+from webapp.errors import InvalidParam, NotFound
+from webapp.models import Batch, Video, VideoEvent
+from webapp.params import VideoSpec
+from webapp.status import VideoStatus, can_move
+
+ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def new_id(prefix: str) -> str:
+    """`video_` / `batch_` plus 24 random base-36 characters."""
+    return prefix + "_" + "".join(secrets.choice(ID_ALPHABET) for _ in range(24))
+
+
+def add_video(session: Session, *, spec: VideoSpec, tenant: str, priority: str, queue: str,
+              retention_seconds: float, batch_id: str | None = None, batch_row: int | None = None,
+              now: float | None = None) -> Video:
+    """Stage a new queued video and its first event (the caller commits)."""
+    now = now or time.time()
+    video = Video(
+        id=new_id("video"), tenant=tenant, batch_id=batch_id, batch_row=batch_row, status=VideoStatus.queued,
+        model=spec.model, prompt=spec.prompt, negative_prompt=spec.negative_prompt, num_frames=spec.num_frames,
+        width=spec.width, height=spec.height, fps=30, seed=spec.seed, num_inference_steps=spec.num_inference_steps,
+        guidance_scale=spec.guidance_scale, priority=priority, queue=queue, metadata_json=spec.metadata,
+        created_at=now, updated_at=now, expires_at=now + retention_seconds,
+    )
+    session.add(video)
+    session.add(VideoEvent(video_id=video.id, at=now, from_status=None, to_status=VideoStatus.queued.value,
+                           reason="submitted"))
+    return video
+
+
+def get_video(session: Session, *, video_id: str, tenant: str | None, for_update: bool = False) -> Video:
+    """A video by id, scoped to a tenant (None = any); NotFound otherwise."""
+    stmt = select(Video).where(Video.id == video_id)
+    if tenant is not None:
+        stmt = stmt.where(Video.tenant == tenant)
+    if for_update:
+        stmt = stmt.with_for_update()
+    video = session.exec(stmt).first()
+    if video is None:
+        raise NotFound(f"no video with id {video_id!r}", param="video_id")
+    return video
+
+
+def transition(session: Session, *, video: Video, to: VideoStatus, reason: str, now: float | None = None,
+               **fields: object) -> bool:
+    """Move a video to `to` if allowed, with its event; returns False (and changes nothing) if not."""
+    src = VideoStatus(video.status)
+    if src == to:
+        for k, v in fields.items():
+            setattr(video, k, v)
+        video.updated_at = now or time.time()
+        session.add(video)
+        return True
+    if not can_move(src, to):
+        return False
+    now = now or time.time()
+    video.status = to
+    video.updated_at = now
+    for k, v in fields.items():
+        setattr(video, k, v)
+    if to == VideoStatus.in_progress and video.started_at is None:
+        video.started_at = now
+    if to.is_terminal():
+        video.completed_at = now
+        video.queue_position = None
+        if to == VideoStatus.completed:
+            video.progress = 100
+    if to == VideoStatus.queued:
+        video.progress = 0
+    session.add(video)
+    session.add(VideoEvent(video_id=video.id, at=now, from_status=src.value, to_status=to.value, reason=reason))
+    return True
+
+
+def claim(session: Session, *, video_id: str, job_name: str, now: float) -> bool:
+    """Atomically take a queued, undispatched video for `job_name`; False if someone else did."""
+    res = session.execute(
+        sa.update(Video)
+        .where(col(Video.id) == video_id, col(Video.status) == VideoStatus.queued.value, col(Video.job_name).is_(None))
+        .values(job_name=job_name, attempt=Video.attempt + 1, updated_at=now)
+    )
+    return res.rowcount == 1
+
+
+def events(session: Session, *, video_id: str) -> list[VideoEvent]:
+    """The status history of a video, oldest first."""
+    return list(session.exec(select(VideoEvent).where(VideoEvent.video_id == video_id).order_by(VideoEvent.seq)))
+
+
+def page(session: Session, model: type, *, tenant: str | None, after: str | None, limit: int, order: str,
+         filters: Iterable = ()) -> tuple[list, bool]:
+    """Keyset pagination over `seq`: stable while rows are inserted; returns (rows, has_more)."""
+    stmt = select(model)
+    if tenant is not None:
+        stmt = stmt.where(model.tenant == tenant)
+    for f in filters:
+        stmt = stmt.where(f)
+    if after:
+        cursor = session.exec(select(model.seq).where(model.id == after)).first()
+        if cursor is None:
+            raise InvalidParam(f"after={after!r} is not the id of an item in this list", param="after")
+        stmt = stmt.where(model.seq < cursor if order == "desc" else model.seq > cursor)
+    stmt = stmt.order_by(model.seq.desc() if order == "desc" else model.seq.asc()).limit(limit + 1)
+    rows = list(session.exec(stmt))
+    return rows[:limit], len(rows) > limit
+
+
+def queue_positions(session: Session, videos: list[Video]) -> dict[str, int]:
+    """1-based place in line of each queued, not yet dispatched video (interactive before batch, then age)."""
+    waiting = [v for v in videos if v.status == VideoStatus.queued]
+    out: dict[str, int] = {}
+    for v in waiting:
+        if v.queue_position is not None:
+            out[v.id] = v.queue_position
+            continue
+        ahead = select(func.count()).select_from(Video).where(
+            Video.status == VideoStatus.queued.value, col(Video.job_name).is_(None))
+        if v.priority == "interactive":
+            ahead = ahead.where(Video.priority == "interactive", Video.seq < v.seq)
+        else:
+            ahead = ahead.where(sa.or_(Video.priority == "interactive", Video.seq < v.seq))
+        out[v.id] = session.exec(ahead).one() + 1
+    return out
+
+
+def batch_counts(session: Session, *, batch_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Videos per status for each batch, in one query."""
+    out: dict[str, dict[str, int]] = {b: {} for b in batch_ids}
+    if not batch_ids:
+        return out
+    rows = session.exec(
+        select(Video.batch_id, Video.status, func.count()).where(col(Video.batch_id).in_(batch_ids))
+        .group_by(Video.batch_id, Video.status)
+    )
+    for batch_id, status, n in rows:
+        out[batch_id][str(status.value if hasattr(status, "value") else status)] = n
+    return out
+
+
+def get_batch(session: Session, *, batch_id: str, tenant: str | None) -> Batch:
+    """A batch by id, scoped to a tenant; NotFound otherwise."""
+    stmt = select(Batch).where(Batch.id == batch_id)
+    if tenant is not None:
+        stmt = stmt.where(Batch.tenant == tenant)
+    batch = session.exec(stmt).first()
+    if batch is None:
+        raise NotFound(f"no batch with id {batch_id!r}", param="batch_id")
+    return batch
+
+
+def active_videos(session: Session, *, batch_id: str | None = None) -> list[Video]:
+    """Videos not yet in a terminal status (optionally of one batch)."""
+    stmt = select(Video).where(col(Video.status).in_([VideoStatus.queued.value, VideoStatus.in_progress.value]))
+    if batch_id:
+        stmt = stmt.where(Video.batch_id == batch_id)
+    return list(session.exec(stmt.order_by(Video.seq)))
+
+
+def delete_video(session: Session, *, video: Video) -> None:
+    """Remove a video row and its events (the caller deletes its files after commit)."""
+    session.execute(sa.delete(VideoEvent).where(col(VideoEvent.video_id) == video.id))
+    session.execute(sa.delete(Video).where(col(Video.id) == video.id))

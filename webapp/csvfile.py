@@ -1,0 +1,62 @@
+"""CSV of prompts -> validated specs, or every bad row with its reason."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from webapp.errors import APIError, InvalidCSV, InvalidParam
+from webapp.params import FIELDS, VideoSpec, parse_video
+
+CSV_COLUMNS = tuple(f for f in FIELDS if f != "metadata")
+
+
+def read_rows(data: bytes) -> list[dict[str, str]]:
+    """Decode a CSV upload (UTF-8, optional BOM) into row dicts; header row required."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InvalidParam(f"the CSV is not UTF-8 text (byte {e.start} is {data[e.start:e.start + 1]!r})",
+                           param="file") from e
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    if not header:
+        raise InvalidParam("the CSV is empty: it needs a header row with at least a 'prompt' column", param="file")
+    if "prompt" not in header:
+        raise InvalidParam(f"the CSV header has no 'prompt' column (got {', '.join(map(repr, header))})", param="file")
+    unknown = [h for h in header if h not in CSV_COLUMNS]
+    if unknown:
+        raise InvalidParam(f"unknown CSV column(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(CSV_COLUMNS)}",
+                           param="file")
+    reader.fieldnames = header
+    rows = []
+    for row in reader:
+        if None in row:  # more cells than header columns
+            rows.append({"__extra__": "x", **{k: v for k, v in row.items() if k is not None}})
+        else:
+            rows.append(row)
+    return rows
+
+
+def validate_rows(rows: list[dict[str, Any]], *, default_model: str, models: list[str],
+                  max_rows: int) -> list[VideoSpec]:
+    """Validate every row; raise InvalidCSV listing all bad rows (1 = first data row)."""
+    if not rows:
+        raise InvalidParam("the batch has no rows", param="file")
+    if len(rows) > max_rows:
+        raise InvalidParam(f"the batch has {len(rows)} rows; the limit is {max_rows}", param="file")
+    specs, bad = [], []
+    for n, row in enumerate(rows, start=1):
+        if row.get("__extra__"):
+            bad.append({"row": n, "param": None, "message": "row has more cells than the header has columns"})
+            continue
+        clean = {k: v for k, v in row.items() if v not in (None, "")}
+        try:
+            spec, _ = parse_video(clean, default_model=default_model, models=models)
+            specs.append(spec)
+        except APIError as e:
+            bad.append({"row": n, "param": e.param, "message": e.message})
+    if bad:
+        raise InvalidCSV(f"{len(bad)} of {len(rows)} rows are invalid; nothing was queued", rows=bad)
+    return specs

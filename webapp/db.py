@@ -1,0 +1,65 @@
+"""Database engine, sessions and migrations (SQLite embedded, PostgreSQL in a cluster)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlmodel import Session, create_engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@lru_cache
+def engine_for(url: str) -> sa.Engine:
+    """One engine per URL per process."""
+    if url.startswith("sqlite"):
+        path = url.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(conn, _record):  # noqa: ANN001
+            # WAL lets readers (the API) run beside the runner's writes; busy_timeout waits for locks.
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+            # pysqlite's own transaction handling must be off for BEGIN IMMEDIATE below.
+            conn.isolation_level = None
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn):  # noqa: ANN001
+            # Take the write lock at BEGIN so read-then-write transactions cannot deadlock.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def migrate(url: str) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url)
+    cfg.attributes["engine"] = engine_for(url)
+    command.upgrade(cfg, "head")
+
+
+def session_for(url: str) -> Session:
+    """A new session; `expire_on_commit=False` so objects stay readable after commit."""
+    return Session(engine_for(url), expire_on_commit=False)
+
+
+def sessions(url: str) -> Iterator[Session]:
+    """Yield one session, closed afterwards (FastAPI dependency body)."""
+    with session_for(url) as s:
+        yield s

@@ -1,0 +1,211 @@
+"""SQLModel tables and the API's request/response shapes, in small families.
+
+Routes never return table objects: they build `VideoPublic`/`BatchPublic`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict
+from sqlmodel import Field, SQLModel
+
+from webapp.status import VideoStatus
+
+
+class Video(SQLModel, table=True):
+    """One requested video; `seq` orders the list and backs cursor pagination."""
+
+    __tablename__ = "video"
+    __table_args__ = (
+        sa.Index("ix_video_status_seq", "status", "seq"),
+        sa.Index("ix_video_tenant_seq", "tenant", "seq"),
+        sa.Index("ix_video_batch_seq", "batch_id", "seq"),
+        sa.Index("ix_video_job_name", "job_name"),
+    )
+
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(sa_column=sa.Column(sa.String(40), unique=True, nullable=False))
+    tenant: str = Field(default="default", max_length=64)
+    batch_id: str | None = Field(default=None, max_length=40)
+    batch_row: int | None = None  # CSV row number (1 = first data row) within its batch
+    status: VideoStatus = Field(sa_column=sa.Column(sa.String(16), nullable=False))
+    progress: int = 0
+    model: str = Field(max_length=64)
+    prompt: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    negative_prompt: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
+    num_frames: int
+    width: int
+    height: int
+    fps: int
+    seed: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    num_inference_steps: int
+    guidance_scale: float
+    priority: str = Field(default="interactive", max_length=16)  # interactive | batch
+    queue: str = Field(default="short", max_length=32)
+    metadata_json: dict[str, str] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+    created_at: float
+    updated_at: float
+    started_at: float | None = None
+    completed_at: float | None = None
+    expires_at: float | None = None
+    error_code: str | None = Field(default=None, max_length=64)
+    error_message: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    # Dispatch bookkeeping: the job that owns the video now, and how many times it was started.
+    job_name: str | None = Field(default=None, max_length=63)
+    attempt: int = 0
+    queue_position: int | None = None  # filled by the cluster watcher from Kueue; computed locally otherwise
+    node: str | None = Field(default=None, max_length=253)
+    # Result record, copied from object storage when the video completes.
+    bytes: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    sha256: str | None = Field(default=None, max_length=64)
+    gpu: str | None = Field(default=None, max_length=128)
+    timings: dict[str, float] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+
+
+class VideoEvent(SQLModel, table=True):
+    """Append-only log of a video's status changes."""
+
+    __tablename__ = "video_event"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    video_id: str = Field(max_length=40, index=True)
+    at: float
+    from_status: str | None = Field(default=None, max_length=16)
+    to_status: str = Field(max_length=16)
+    reason: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
+
+
+class Batch(SQLModel, table=True):
+    """A group of videos submitted together (CSV upload or JSON list)."""
+
+    __tablename__ = "batch"
+    __table_args__ = (sa.Index("ix_batch_tenant_seq", "tenant", "seq"),)
+
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(sa_column=sa.Column(sa.String(40), unique=True, nullable=False))
+    tenant: str = Field(default="default", max_length=64)
+    name: str = Field(default="", max_length=256)
+    total: int
+    cancelled_at: float | None = None
+    created_at: float
+    metadata_json: dict[str, str] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """Maps a client's Idempotency-Key to the video (or batch) it created."""
+
+    __tablename__ = "idempotency_key"
+
+    tenant: str = Field(primary_key=True, max_length=64)
+    key: str = Field(primary_key=True, max_length=255)
+    body_sha256: str = Field(max_length=64)
+    object_id: str = Field(max_length=40)
+    created_at: float
+
+
+# ---- API shapes -------------------------------------------------------------------------------
+
+
+class ErrorInfo(BaseModel):
+    """`error` of a failed video, and the body of every API error."""
+
+    code: str | None = None
+    message: str
+    type: str | None = None
+    param: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every API error: `{"error": {...}}`, as OpenAI does."""
+
+    error: ErrorInfo
+
+
+class VideoPublic(BaseModel):
+    """The video object of the API."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    object: str = "video"
+    status: VideoStatus
+    progress: int
+    model: str
+    prompt: str
+    negative_prompt: str
+    seconds: str
+    size: str
+    num_frames: int
+    fps: int
+    seed: int
+    num_inference_steps: int
+    guidance_scale: float
+    created_at: int
+    started_at: int | None
+    completed_at: int | None
+    expires_at: int | None
+    error: ErrorInfo | None
+    batch_id: str | None
+    queue_position: int | None
+    queue: str
+    priority: str
+    estimated_gpu_seconds: float
+    metadata: dict[str, str]
+    bytes: int | None = None
+    sha256: str | None = None
+    timings: dict[str, float] = {}
+    notice: str | None = None
+
+
+class VideoList(BaseModel):
+    """A page of videos."""
+
+    object: str = "list"
+    data: list[VideoPublic]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class VideoDeleted(BaseModel):
+    id: str
+    object: str = "video.deleted"
+    deleted: bool = True
+
+
+class BatchCounts(BaseModel):
+    total: int
+    queued: int = 0
+    in_progress: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
+class BatchPublic(BaseModel):
+    """The batch object of the API."""
+
+    id: str
+    object: str = "batch"
+    status: str
+    name: str
+    created_at: int
+    cancelled_at: int | None
+    counts: BatchCounts
+    progress: int
+    metadata: dict[str, str]
+
+
+class BatchList(BaseModel):
+    object: str = "list"
+    data: list[BatchPublic]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """Plain dict of a pydantic model, for templates."""
+    return obj.model_dump(mode="json")

@@ -1,0 +1,205 @@
+"""Validation of video parameters, shared by the JSON API, form posts and CSV rows.
+
+Every error names the field and the value it got. Limits follow Mochi: frames
+are 6k+1 (the VAE compresses time 6x), sides are multiples of 16 (8x VAE and
+2x2 patches), 30 fps, prompts of at most 256 T5 tokens (checked in the pod).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from webapp.errors import InvalidParam
+
+FPS = 30
+NATIVE_SIZE = (848, 480)
+MIN_FRAMES, MAX_FRAMES = 7, 163
+MAX_PIXELS = NATIVE_SIZE[0] * NATIVE_SIZE[1]
+MIN_SIDE, MAX_SIDE = 128, 1280
+MAX_PROMPT_CHARS = 2000
+MAX_STEPS = 200
+MAX_GUIDANCE = 20.0
+MAX_SEED = 2**32 - 1
+MAX_METADATA_KEYS = 16
+
+# Per-model defaults: the tiny model is for demos and tests, so it is cheap by default.
+DEFAULTS = {
+    "mochi-1-preview": {"num_frames": 85, "num_inference_steps": 64, "guidance_scale": 4.5},
+    "tiny": {"num_frames": 31, "num_inference_steps": 8, "guidance_scale": 4.5},
+}
+FIELDS = ("prompt", "model", "seconds", "num_frames", "size", "seed", "negative_prompt",
+          "num_inference_steps", "guidance_scale", "metadata")
+
+ALLOWED_FRAMES = tuple(range(MIN_FRAMES, MAX_FRAMES + 1, 6))
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """A validated request for one video."""
+
+    prompt: str
+    model: str
+    num_frames: int
+    width: int
+    height: int
+    seed: int
+    negative_prompt: str
+    num_inference_steps: int
+    guidance_scale: float
+    metadata: dict[str, str]
+
+    def canonical(self, *, seed_given: bool) -> dict[str, Any]:
+        """What identifies the request for idempotency (a drawn seed is not part of it)."""
+        d = self.__dict__.copy()
+        if not seed_given:
+            d.pop("seed")
+        return d
+
+
+def seconds_label(num_frames: int) -> str:
+    """Duration as the API shows it: '2.83' for 85 frames."""
+    return f"{num_frames / FPS:.2f}".rstrip("0").rstrip(".")
+
+
+def frames_for_seconds(seconds: float) -> int:
+    """The Mochi frame count (6k+1) closest to `seconds` at 30 fps."""
+    k = max(1, round((seconds * FPS - 1) / 6))
+    return min(MAX_FRAMES, 6 * k + 1)
+
+
+def _blank(v: Any) -> bool:
+    return v is None or (isinstance(v, str) and v.strip() == "")
+
+
+def _number(field: str, v: Any, kind: type) -> float | int:
+    if isinstance(v, bool):
+        raise InvalidParam(f"{field} must be a number, got {v!r}", param=field)
+    try:
+        n = kind(v) if not (kind is int and isinstance(v, str) and not re.fullmatch(r"\s*-?\d+\s*", v)) else None
+    except (TypeError, ValueError):
+        n = None
+    if n is None or (kind is int and isinstance(v, float) and not v.is_integer()):
+        raise InvalidParam(f"{field} must be {'an integer' if kind is int else 'a number'}, got {v!r}", param=field)
+    if isinstance(n, float) and not math.isfinite(n):
+        raise InvalidParam(f"{field} must be a finite number, got {v!r}", param=field)
+    return n
+
+
+def parse_size(v: Any) -> tuple[int, int]:
+    """'848x480' -> (848, 480); sides multiple of 16, at most 848x480 pixels."""
+    m = re.fullmatch(r"\s*(\d{2,5})\s*[xX×]\s*(\d{2,5})\s*", str(v))
+    if not m:
+        raise InvalidParam(f"size must look like '848x480' (WIDTHxHEIGHT), got {v!r}", param="size")
+    w, h = int(m[1]), int(m[2])
+    if w % 16 or h % 16 or not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE) or w * h > MAX_PIXELS:
+        raise InvalidParam(
+            f"size {v!r} is not supported: 848x480 is native; other sizes need both sides multiples of 16 "
+            f"between {MIN_SIDE} and {MAX_SIDE} and at most {MAX_PIXELS} pixels (e.g. 480x848, 640x480)",
+            param="size",
+        )
+    return w, h
+
+
+def parse_video(raw: dict[str, Any], *, default_model: str, models: list[str]) -> tuple[VideoSpec, bool]:
+    """Validate one request; returns the spec and whether the caller chose the seed."""
+    unknown = sorted(set(raw) - set(FIELDS))
+    if unknown:
+        raise InvalidParam(f"unknown field {unknown[0]!r}; accepted fields: {', '.join(FIELDS)}", param=unknown[0])
+
+    prompt = raw.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidParam(f"prompt is required and must be non-empty text, got {prompt!r}", param="prompt")
+    prompt = prompt.strip()
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise InvalidParam(f"prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}", param="prompt")
+    if "\x00" in prompt:
+        raise InvalidParam("prompt must not contain NUL characters", param="prompt")
+
+    model = default_model if _blank(raw.get("model")) else str(raw["model"]).strip()
+    if model not in models:
+        raise InvalidParam(f"model {model!r} is not available here; available: {', '.join(models)}", param="model")
+    defaults = DEFAULTS.get(model, DEFAULTS["mochi-1-preview"])
+
+    if not _blank(raw.get("num_frames")) and not _blank(raw.get("seconds")):
+        raise InvalidParam("give seconds or num_frames, not both", param="num_frames")
+    if not _blank(raw.get("num_frames")):
+        frames = int(_number("num_frames", raw["num_frames"], int))
+        if frames not in ALLOWED_FRAMES:
+            raise InvalidParam(
+                f"num_frames {frames} is not allowed: Mochi needs 6k+1 frames between {MIN_FRAMES} and "
+                f"{MAX_FRAMES} (7, 13, 19, ..., 85, ..., 163)", param="num_frames")
+    elif not _blank(raw.get("seconds")):
+        secs = float(_number("seconds", raw["seconds"], float))
+        if not 0 < secs <= MAX_FRAMES / FPS + 1e-9:
+            raise InvalidParam(f"seconds must be more than 0 and at most {MAX_FRAMES / FPS:.2f}, got {raw['seconds']!r}",
+                               param="seconds")
+        frames = frames_for_seconds(secs)
+    else:
+        frames = defaults["num_frames"]
+
+    width, height = parse_size(raw["size"]) if not _blank(raw.get("size")) else NATIVE_SIZE
+
+    seed_given = not _blank(raw.get("seed"))
+    if seed_given:
+        seed = int(_number("seed", raw["seed"], int))
+        if not 0 <= seed <= MAX_SEED:
+            raise InvalidParam(f"seed must be between 0 and {MAX_SEED}, got {seed}", param="seed")
+    else:
+        seed = random.SystemRandom().randrange(0, 2**31)
+
+    negative = raw.get("negative_prompt") or ""
+    if not isinstance(negative, str) or len(negative) > MAX_PROMPT_CHARS or "\x00" in negative:
+        raise InvalidParam(f"negative_prompt must be text of at most {MAX_PROMPT_CHARS} characters", param="negative_prompt")
+
+    steps = defaults["num_inference_steps"]
+    if not _blank(raw.get("num_inference_steps")):
+        steps = int(_number("num_inference_steps", raw["num_inference_steps"], int))
+        if not 1 <= steps <= MAX_STEPS:
+            raise InvalidParam(f"num_inference_steps must be between 1 and {MAX_STEPS}, got {steps}",
+                               param="num_inference_steps")
+
+    guidance = defaults["guidance_scale"]
+    if not _blank(raw.get("guidance_scale")):
+        guidance = float(_number("guidance_scale", raw["guidance_scale"], float))
+        if not 0 <= guidance <= MAX_GUIDANCE:
+            raise InvalidParam(f"guidance_scale must be between 0 and {MAX_GUIDANCE:g}, got {guidance:g}",
+                               param="guidance_scale")
+
+    metadata = parse_metadata(raw.get("metadata"))
+    spec = VideoSpec(prompt=prompt, model=model, num_frames=frames, width=width, height=height, seed=seed,
+                     negative_prompt=negative.strip(), num_inference_steps=steps, guidance_scale=guidance,
+                     metadata=metadata)
+    return spec, seed_given
+
+
+def parse_metadata(v: Any) -> dict[str, str]:
+    if _blank(v):
+        return {}
+    if isinstance(v, str):
+        import json
+
+        try:
+            v = json.loads(v)
+        except ValueError as e:
+            raise InvalidParam(f"metadata must be a JSON object of strings, got {v[:80]!r}", param="metadata") from e
+    if not isinstance(v, dict) or len(v) > MAX_METADATA_KEYS:
+        raise InvalidParam(f"metadata must be an object with at most {MAX_METADATA_KEYS} keys", param="metadata")
+    out = {}
+    for k, val in v.items():
+        if not isinstance(k, str) or not 0 < len(k) <= 64 or not isinstance(val, str) or len(val) > 512:
+            raise InvalidParam(f"metadata[{str(k)[:64]!r}]: keys are 1-64 characters and values strings of at most 512",
+                               param="metadata")
+        out[k] = val
+    return out
+
+
+def estimated_gpu_seconds(*, num_frames: int, width: int, height: int, steps: int, guidance: float,
+                          seconds_per_unit: float) -> float:
+    """Cost model: GPU-seconds grow with latent tokens x steps (x2 with guidance)."""
+    tokens = ((num_frames - 1) // 6 + 1) * (height // 16) * (width // 16)
+    passes = 2 if guidance > 1.0 else 1
+    return round(tokens * steps * passes * seconds_per_unit, 3)

@@ -1,0 +1,69 @@
+"""Table rows -> API objects. Routes never return table objects."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from webapp import crud
+from webapp.models import Batch, BatchCounts, BatchPublic, ErrorInfo, Video, VideoPublic
+from webapp.params import estimated_gpu_seconds, seconds_label
+from webapp.status import BatchStatus, VideoStatus
+
+TINY_NOTICE = "tiny is a random-weight demo model: its videos are noise, by design"
+# Default cost model before any calibration: ~304 s for 163 frames, 848x480, 64 steps with guidance on one H100.
+SECONDS_PER_TOKEN_STEP = 304.0 / (28 * 30 * 53 * 64 * 2)
+
+
+def _ts(v: float | None) -> int | None:
+    return None if v is None else int(v)
+
+
+def video_public(video: Video, *, position: int | None = None, cost_unit: float = SECONDS_PER_TOKEN_STEP) -> VideoPublic:
+    """The API's video object."""
+    error = ErrorInfo(code=video.error_code, message=video.error_message or "") if video.error_code else None
+    return VideoPublic(
+        id=video.id, status=VideoStatus(video.status), progress=video.progress, model=video.model,
+        prompt=video.prompt, negative_prompt=video.negative_prompt, seconds=seconds_label(video.num_frames),
+        size=f"{video.width}x{video.height}", num_frames=video.num_frames, fps=video.fps, seed=video.seed,
+        num_inference_steps=video.num_inference_steps, guidance_scale=video.guidance_scale,
+        created_at=int(video.created_at), started_at=_ts(video.started_at), completed_at=_ts(video.completed_at),
+        expires_at=_ts(video.expires_at), error=error, batch_id=video.batch_id,
+        queue_position=position if video.status == VideoStatus.queued else None,
+        queue=video.queue, priority=video.priority,
+        estimated_gpu_seconds=estimated_gpu_seconds(num_frames=video.num_frames, width=video.width,
+                                                    height=video.height, steps=video.num_inference_steps,
+                                                    guidance=video.guidance_scale, seconds_per_unit=cost_unit),
+        metadata=video.metadata_json or {}, bytes=video.bytes, sha256=video.sha256, timings=video.timings or {},
+        notice=TINY_NOTICE if video.model == "tiny" else None,
+    )
+
+
+def videos_public(session: Session, videos: list[Video]) -> list[VideoPublic]:
+    """Many video objects, with queue positions looked up together."""
+    positions = crud.queue_positions(session, videos)
+    return [video_public(v, position=positions.get(v.id)) for v in videos]
+
+
+def batch_status(counts: BatchCounts, cancelled: bool) -> BatchStatus:
+    """A batch's status from its counts."""
+    active = counts.queued + counts.in_progress
+    if active == 0:
+        return BatchStatus.cancelled if cancelled and counts.completed < counts.total else BatchStatus.completed
+    if counts.queued == active and counts.completed + counts.failed + counts.cancelled == 0:
+        return BatchStatus.queued
+    return BatchStatus.in_progress
+
+
+def batches_public(session: Session, batches: list[Batch]) -> list[BatchPublic]:
+    """Batch objects with their counts from one grouped query."""
+    all_counts = crud.batch_counts(session, batch_ids=[b.id for b in batches])
+    out = []
+    for b in batches:
+        counts = BatchCounts(total=b.total, **all_counts[b.id])
+        done = counts.completed + counts.failed + counts.cancelled
+        out.append(BatchPublic(
+            id=b.id, status=batch_status(counts, b.cancelled_at is not None).value, name=b.name,
+            created_at=int(b.created_at), cancelled_at=_ts(b.cancelled_at), counts=counts,
+            progress=int(100 * done / b.total) if b.total else 100, metadata=b.metadata_json or {},
+        ))
+    return out

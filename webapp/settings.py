@@ -1,0 +1,108 @@
+"""One settings object for the service, read from `T2V_*` environment variables.
+
+A bad value stops start-up with a message that names the variable and the value.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Backend(str, Enum):
+    """Where videos run."""
+
+    local = "local"  # subprocesses on this machine (embedded mode)
+    kubernetes = "kubernetes"  # indexed Jobs under Kueue (cluster mode)
+
+
+class Settings(BaseSettings):
+    """Service settings; every field is `T2V_<NAME>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="T2V_", extra="ignore")
+
+    data_dir: Path = Field(Path("t2v-data"), description="Root for the embedded defaults (DB, objects, models).")
+    database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite at <data_dir>/t2v.db.")
+    storage_url: str = Field("", description="file:// or s3:// URL; empty means <data_dir>/objects.")
+    backend: Backend = Backend.local
+    model: str = Field("tiny", description="Model used when a request names none.")
+    model_dir: Path | None = Field(None, description="Folder with one subfolder per model; empty: <data_dir>/models.")
+    models: list[str] = Field(
+        default_factory=list,
+        description="Models the API accepts; empty: tiny plus every synced folder in model_dir (local backend).",
+    )
+    # Local runner: how many job processes at once. 0 = one per visible GPU, or 1 on CPU.
+    runner_slots: int = Field(0, ge=0, le=64)
+    # Items one job process takes; each process loads the model once, so more items amortise the load.
+    items_per_job: int = Field(4, ge=1, le=64)
+    # How often the runner looks at the DB and the job processes; small enough that progress feels live.
+    runner_poll_seconds: float = Field(0.5, gt=0, le=60)
+    # Retries of a job that failed with a retryable exit code (OOM, storage down) before the video fails.
+    max_attempts: int = Field(3, ge=1, le=20)
+    # Days a finished video is kept before the janitor may delete it (expires_at).
+    retention_days: float = Field(7.0, gt=0)
+    # Videos whose estimated GPU time is above this go to the `long` queue, the rest to `short`.
+    long_queue_threshold_seconds: float = Field(120.0, gt=0)
+    max_idempotency_key_chars: int = 255
+    presign_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    max_batch_rows: int = Field(5000, ge=1)
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    log_level: str = "INFO"
+    htmx_source: str = Field("cdn", description="cdn, or local to serve the copy fetched by `make htmx`.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        if v.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError(f"T2V_LOG_LEVEL={v!r} is not one of DEBUG, INFO, WARNING, ERROR")
+        return v.upper()
+
+    @field_validator("htmx_source")
+    @classmethod
+    def _htmx(cls, v: str) -> str:
+        if v not in ("cdn", "local"):
+            raise ValueError(f"T2V_HTMX_SOURCE={v!r} must be 'cdn' or 'local'")
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _db(cls, v: str) -> str:
+        if v and not v.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
+            raise ValueError(f"T2V_DATABASE_URL={v!r} must be a sqlite:// or postgresql:// URL")
+        if v.startswith("postgres:"):
+            v = "postgresql+psycopg:" + v[len("postgres:"):]
+        if v.startswith("postgresql:"):
+            v = "postgresql+psycopg:" + v[len("postgresql:"):]
+        return v
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage(cls, v: str) -> str:
+        if v and not v.startswith(("file://", "s3://")):
+            raise ValueError(f"T2V_STORAGE_URL={v!r} must start with file:// or s3://")
+        return v
+
+    @property
+    def db_url(self) -> str:
+        """The effective database URL."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 't2v.db').resolve()}"
+
+    @property
+    def objects_url(self) -> str:
+        """The effective object storage URL."""
+        return self.storage_url or f"file://{(self.data_dir / 'objects').resolve()}"
+
+    @property
+    def models_path(self) -> Path:
+        """The effective model folder."""
+        return (self.model_dir or self.data_dir / "models").resolve()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, validated once."""
+    return Settings()
