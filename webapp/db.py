@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,8 +34,9 @@ def engine_for(url: str) -> sa.Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _begin(conn):  # noqa: ANN001
-            # Take the write lock at BEGIN so read-then-write transactions cannot deadlock.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock at BEGIN, so a read-then-write transaction waits (busy_timeout)
+            # instead of failing on a stale snapshot; readers begin deferred and never block anyone (WAL).
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("t2v_write") else "BEGIN")
 
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -54,12 +54,10 @@ def migrate(url: str) -> None:
     command.upgrade(cfg, "head")
 
 
-def session_for(url: str) -> Session:
-    """A new session; `expire_on_commit=False` so objects stay readable after commit."""
-    return Session(engine_for(url), expire_on_commit=False)
+def session_for(url: str, *, write: bool = True) -> Session:
+    """A new session; `expire_on_commit=False` so objects stay readable after commit.
 
-
-def sessions(url: str) -> Iterator[Session]:
-    """Yield one session, closed afterwards (FastAPI dependency body)."""
-    with session_for(url) as s:
-        yield s
+    `write=False` is for read-only work: on SQLite it begins deferred and so never waits for writers.
+    """
+    engine = engine_for(url)
+    return Session(engine.execution_options(t2v_write=True) if write else engine, expire_on_commit=False)

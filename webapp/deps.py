@@ -19,7 +19,9 @@ def _settings(request: Request) -> Settings:
 
 
 def _session(request: Request) -> Iterator[Session]:
-    with session_for(request.app.state.settings.db_url) as s:
+    # GET and HEAD only read: their SQLite transactions begin deferred and never wait for writers.
+    write = request.method not in ("GET", "HEAD")
+    with session_for(request.app.state.settings.db_url, write=write) as s:
         yield s
 
 

@@ -8,6 +8,7 @@ import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 
 from webapp import crud, presenters
@@ -90,9 +91,14 @@ async def create_batch(request: Request, session: SessionDep, settings: Settings
     rows, name, metadata, digest = await _parse(request, settings.max_upload_bytes)
     specs = validate_rows(rows, default_model=settings.model, models=available_models(settings),
                           max_rows=settings.max_batch_rows)
-    batch, _ = submit_batch(session, specs=specs, tenant=caller.tenant, settings=settings, name=name,
-                            metadata=metadata, idempotency_key=idempotency_key, digest=digest)
-    return presenters.batches_public(session, [batch])[0]
+
+    def write() -> BatchPublic:
+        batch, _ = submit_batch(session, specs=specs, tenant=caller.tenant, settings=settings, name=name,
+                                metadata=metadata, idempotency_key=idempotency_key, digest=digest)
+        return presenters.batches_public(session, [batch])[0]
+
+    # Blocking DB work stays off the event loop (SQLite may wait for its write lock).
+    return await run_in_threadpool(write)
 
 
 @router.get("", response_model=BatchList, responses=ERRORS, summary="List batches")

@@ -25,7 +25,7 @@ class VideoStatusCollector:
     def collect(self):  # noqa: ANN201
         gauge = GaugeMetricFamily("t2v_videos", "Videos by status", labels=["status"])
         try:
-            with session_for(self.db_url) as s:
+            with session_for(self.db_url, write=False) as s:
                 for status, n in s.execute(sa.select(Video.status, sa.func.count()).group_by(Video.status)):
                     gauge.add_metric([str(status)], n)
         except sa.exc.SQLAlchemyError:
@@ -53,7 +53,7 @@ def readyz(request: Request) -> Response:
     """The database and object storage answer."""
     checks = {}
     try:
-        with session_for(request.app.state.settings.db_url) as s:
+        with session_for(request.app.state.settings.db_url, write=False) as s:
             s.execute(sa.text("SELECT 1"))
         checks["database"] = "ok"
     except Exception as e:  # noqa: BLE001 - any failure means not ready

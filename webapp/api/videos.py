@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 from sqlmodel import col
 
 from jobcontract.errors import ObjectNotFound
@@ -63,11 +64,17 @@ async def create_video(request: Request, response: Response, session: SessionDep
     """Queue a video; returns at once with status `queued`."""
     raw = await json_or_form(request, settings.max_upload_bytes)
     spec, seed_given = parse_video(raw, default_model=settings.model, models=available_models(settings))
-    video, created = submit_video(session, spec=spec, seed_given=seed_given, tenant=caller.tenant,
-                                  settings=settings, idempotency_key=idempotency_key)
+
+    def write() -> tuple[VideoPublic, bool]:
+        video, created = submit_video(session, spec=spec, seed_given=seed_given, tenant=caller.tenant,
+                                      settings=settings, idempotency_key=idempotency_key)
+        return presenters.videos_public(session, [video])[0], created
+
+    # Blocking DB work stays off the event loop (SQLite may wait for its write lock).
+    public, created = await run_in_threadpool(write)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
-    return presenters.videos_public(session, [video])[0]
+    return public
 
 
 @router.get("", response_model=VideoList, responses=ERRORS, summary="List videos")

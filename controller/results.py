@@ -1,0 +1,80 @@
+"""Apply what job processes wrote to object storage (progress, results) to the DB.
+
+Shared by the local runner and the Kubernetes watcher: the job contract is the same.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlmodel import Session
+
+from jobcontract.records import Result, read_progress, read_result, video_keys
+from jobcontract.storage import ObjectStore
+from webapp import crud
+from webapp.models import Video
+from webapp.status import VideoStatus
+
+log = logging.getLogger("t2v.controller")
+
+
+def apply_progress(session: Session, *, store: ObjectStore, video: Video) -> bool:
+    """Copy the live percentage of a running video; it never goes down within an attempt."""
+    if video.status != VideoStatus.in_progress:
+        return False
+    progress = read_progress(store, video.id)
+    if progress is None or progress.attempt != video.attempt or progress.percent <= video.progress:
+        return False
+    video.progress = progress.percent
+    session.add(video)
+    return True
+
+
+def apply_result(session: Session, *, video: Video, result: Result) -> bool:
+    """Finish a video from its final result record; False if the row cannot move (already terminal)."""
+    if result.status == "succeeded":
+        return crud.transition(
+            session, video=video, to=VideoStatus.completed, reason="result record: succeeded",
+            bytes=result.bytes, sha256=result.sha256, gpu=result.gpu, timings=result.timings or {},
+            job_name=None, error_code=None, error_message=None,
+        )
+    return crud.transition(
+        session, video=video, to=VideoStatus.failed, reason=f"result record: {result.error_code}",
+        error_code=result.error_code or "generation_failed",
+        error_message=result.error_message or "the job reported a failure without a message",
+        timings=result.timings or {}, job_name=None,
+    )
+
+
+def settle(session: Session, *, store: ObjectStore, video: Video, exit_reason: str, retry_allowed: bool,
+           max_attempts: int) -> str:
+    """Decide a video's fate after its job ended: completed/failed from its result, else retry or fail.
+
+    Returns what happened: 'completed', 'failed', 'requeued', 'discarded' (already terminal).
+    """
+    if VideoStatus(video.status).is_terminal():
+        if video.status == VideoStatus.cancelled:
+            discard_outputs(store, video.id)
+        crud.transition(session, video=video, to=VideoStatus(video.status), reason="", job_name=None)
+        return "discarded"
+    result = read_result(store, video.id)
+    if result is not None and result.is_final:
+        apply_result(session, video=video, result=result)
+        return str(video.status.value if hasattr(video.status, "value") else video.status)
+    last = result.error_message if result is not None else exit_reason
+    if retry_allowed and video.attempt < max_attempts:
+        crud.transition(session, video=video, to=VideoStatus.queued,
+                        reason=f"attempt {video.attempt} ended without a result ({last}); queued again",
+                        job_name=None)
+        return "requeued"
+    code = result.error_code if result is not None and result.error_code else "job_failed"
+    crud.transition(session, video=video, to=VideoStatus.failed, reason=f"gave up: {last}", error_code=code,
+                    error_message=f"{last} (after {video.attempt} attempt{'s' if video.attempt != 1 else ''})",
+                    job_name=None)
+    return "failed"
+
+
+def discard_outputs(store: ObjectStore, video_id: str) -> None:
+    """Remove a cancelled/failed video's files so storage and DB agree."""
+    for key in video_keys(video_id).values():
+        store.delete(key)

@@ -1,0 +1,279 @@
+"""`t2v`: serve, controller, model sync, and client commands for a running server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from t2vcli.client import Client, ClientError
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.url, args.api_key)
+
+
+def _print(obj: dict, args: argparse.Namespace) -> None:
+    if args.json:
+        print(json.dumps(obj, indent=2))
+        return
+    if obj.get("object") == "video":
+        extra = ""
+        if obj["status"] == "queued" and obj.get("queue_position"):
+            extra = f"  position {obj['queue_position']}"
+        elif obj["status"] == "in_progress":
+            extra = f"  {obj['progress']}%"
+        elif obj["status"] == "failed" and obj.get("error"):
+            extra = f"  {obj['error']['code']}: {obj['error']['message']}"
+        print(f"{obj['id']}  {obj['status']:<11}{extra}  seed={obj['seed']}  {obj['size']} {obj['seconds']}s  "
+              f"{obj['prompt'][:60]!r}")
+    else:
+        print(json.dumps(obj, indent=2))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from webapp.app import create_app
+    from webapp.settings import Backend, get_settings
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = create_app(settings)
+    workers = []
+    if settings.backend == Backend.local:
+        from controller.local_runner import LocalRunner
+        from controller.threads import start_thread
+
+        runner = LocalRunner(settings, app.state.store)
+        runner.prepare()
+        workers.append((runner, start_thread(runner.run_forever, "t2v-runner")))
+    elif args.with_controller:
+        from controller.main import build_controller
+        from controller.threads import start_thread
+
+        ctl = build_controller(settings)
+        workers.append((ctl, start_thread(ctl.run_forever, "t2v-controller")))
+    print(f"t2v serving on http://{args.host}:{args.port} (backend={settings.backend.value}, "
+          f"db={settings.db_url.split('@')[-1]}, model={settings.model})", file=sys.stderr, flush=True)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
+    finally:
+        for worker, _ in workers:
+            worker.stop()
+    return 0
+
+
+def cmd_controller(args: argparse.Namespace) -> int:
+    from controller.main import build_controller
+    from webapp.settings import get_settings
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    build_controller(settings).run_forever()
+    return 0
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from jobimage import model_sync
+
+    return model_sync.run(args)
+
+
+def _video_body(args: argparse.Namespace) -> dict:
+    body = {"prompt": args.prompt}
+    for field in ("model", "seconds", "size", "seed", "negative_prompt"):
+        if getattr(args, field) is not None:
+            body[field] = getattr(args, field)
+    if args.frames is not None:
+        body["num_frames"] = args.frames
+    if args.steps is not None:
+        body["num_inference_steps"] = args.steps
+    if args.guidance is not None:
+        body["guidance_scale"] = args.guidance
+    return body
+
+
+def _follow(client: Client, video_id: str, args: argparse.Namespace) -> int:
+    video = None
+    for video in client.wait(video_id, poll=args.poll):
+        if not args.json:
+            _print(video, args)
+    if args.json and video:
+        _print(video, args)
+    return 0 if video and video["status"] == "completed" else 1
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    client = _client(args)
+    video = client.submit(_video_body(args), idempotency_key=args.idempotency_key)
+    _print(video, args)
+    return _follow(client, video["id"], args) if args.wait else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    _print(_client(args).get(args.id), args)
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    page = _client(args).list(status=args.status, batch_id=args.batch, limit=args.limit, after=args.after)
+    if args.json:
+        print(json.dumps(page, indent=2))
+    else:
+        for video in page["data"]:
+            _print(video, args)
+        if page["has_more"]:
+            print(f"... more: t2v ls --after {page['last_id']}", file=sys.stderr)
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    return _follow(_client(args), args.id, args)
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    suffix = ".mp4" if args.variant == "video" else ".jpg"
+    dest = Path(args.output or f"{args.id}{suffix}")
+    n = _client(args).download(args.id, dest, args.variant)
+    print(f"wrote {dest} ({n} bytes)", file=sys.stderr)
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    _print(_client(args).cancel(args.id), args)
+    return 0
+
+
+def _bar(done: int, total: int, width: int = 30) -> str:
+    filled = int(width * done / total) if total else width
+    return "[" + "#" * filled + "-" * (width - filled) + f"] {done}/{total}"
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    client = _client(args)
+    batch = client.batch_csv(Path(args.csv))
+    print(f"{batch['id']}: {batch['counts']['total']} videos queued", file=sys.stderr)
+    if not args.wait:
+        if args.json:
+            print(json.dumps(batch, indent=2))
+        return 0
+    while True:
+        c = batch["counts"]
+        done = c["completed"] + c["failed"] + c["cancelled"]
+        print(f"\r{_bar(done, c['total'])}  completed {c['completed']}  failed {c['failed']}  "
+              f"running {c['in_progress']}  queued {c['queued']}", end="", file=sys.stderr, flush=True)
+        if batch["status"] in ("completed", "cancelled"):
+            print(file=sys.stderr)
+            break
+        time.sleep(args.poll)
+        batch = client.batch(batch["id"])
+    if args.json:
+        print(json.dumps(batch, indent=2))
+    return 0 if batch["counts"]["failed"] == 0 and batch["status"] == "completed" else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="t2v", description="Batch-first text-to-video on Kubernetes + Kueue.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the API and page (and the local runner in embedded mode)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--with-controller", action="store_true",
+                   help="with T2V_BACKEND=kubernetes: also run dispatcher and watcher in this process")
+    s.set_defaults(fn=cmd_serve)
+
+    s = sub.add_parser("controller", help="run dispatcher and watcher (cluster mode)")
+    s.set_defaults(fn=cmd_controller)
+
+    s = sub.add_parser("model", help="manage the local model folder")
+    msub = s.add_subparsers(dest="model_command", required=True)
+    sync = msub.add_parser("sync", help="download or copy a model into the model folder, verified, READY last")
+    try:
+        from jobimage import model_sync
+
+        model_sync.add_arguments(sync)
+    except ImportError as e:  # torch-less installs have no jobimage extras
+        sync.add_argument("--_missing", default=str(e), help=argparse.SUPPRESS)
+    sync.set_defaults(fn=cmd_model)
+
+    def client_parser(name: str, help_: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help_)
+        c.add_argument("--url", default=os.environ.get("T2V_URL", "http://127.0.0.1:8000"),
+                       help="server URL (env T2V_URL)")
+        c.add_argument("--api-key", default=os.environ.get("T2V_API_KEY"), help="API key (env T2V_API_KEY)")
+        c.add_argument("--json", action="store_true", help="print JSON")
+        c.add_argument("--poll", type=float, default=1.0, help="seconds between status checks")
+        return c
+
+    c = client_parser("submit", "queue one video")
+    c.add_argument("prompt")
+    c.add_argument("--model")
+    c.add_argument("--seconds")
+    c.add_argument("--frames", type=int)
+    c.add_argument("--size")
+    c.add_argument("--seed", type=int)
+    c.add_argument("--steps", type=int)
+    c.add_argument("--guidance", type=float)
+    c.add_argument("--negative-prompt", dest="negative_prompt")
+    c.add_argument("--idempotency-key")
+    c.add_argument("--wait", action="store_true", help="follow it until it ends")
+    c.set_defaults(fn=cmd_submit)
+
+    c = client_parser("status", "show one video")
+    c.add_argument("id")
+    c.set_defaults(fn=cmd_status)
+
+    c = client_parser("ls", "list videos")
+    c.add_argument("--status", choices=["queued", "in_progress", "completed", "failed", "cancelled"])
+    c.add_argument("--batch")
+    c.add_argument("--limit", type=int, default=20)
+    c.add_argument("--after")
+    c.set_defaults(fn=cmd_ls)
+
+    c = client_parser("wait", "follow a video until it ends (exit 0 if completed)")
+    c.add_argument("id")
+    c.set_defaults(fn=cmd_wait)
+
+    c = client_parser("download", "save a finished video")
+    c.add_argument("id")
+    c.add_argument("-o", "--output")
+    c.add_argument("--variant", choices=["video", "thumbnail"], default="video")
+    c.set_defaults(fn=cmd_download)
+
+    c = client_parser("cancel", "cancel a video")
+    c.add_argument("id")
+    c.set_defaults(fn=cmd_cancel)
+
+    c = client_parser("batch", "queue every row of a CSV (header row; 'prompt' required)")
+    c.add_argument("csv")
+    c.add_argument("--wait", action="store_true", help="show a progress bar until the batch ends")
+    c.set_defaults(fn=cmd_batch)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except ClientError as e:
+        print(f"t2v: {e}", file=sys.stderr)
+        return 2
+    except ValidationError as e:
+        for err in e.errors():
+            name = "T2V_" + "_".join(str(p) for p in err["loc"]).upper()
+            print(f"t2v: bad setting {name}={err.get('input')!r}: {err['msg']}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
