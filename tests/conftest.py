@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.plugins.postgres",
     "tests.plugins.minio",
     "tests.plugins.cluster",
+    "tests.plugins.server",
 ]
