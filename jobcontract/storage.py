@@ -181,6 +181,8 @@ class S3Store:
             raise StorageError(f"S3 error {e.code}: {e.message}") from e
         except (HTTPError, OSError) as e:
             raise StorageUnavailable(f"object storage unreachable: {e}") from e
+        except ValueError as e:  # the client's own argument checks, e.g. a bucket name S3 refuses
+            raise StorageError(f"S3 refused the request: {e}") from e
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
         self._guard(lambda: self.client.put_object(self.bucket, check_key(key), io.BytesIO(data), len(data),
