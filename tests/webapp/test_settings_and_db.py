@@ -1,0 +1,59 @@
+"""Settings validation and migrations on both databases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from pydantic import ValidationError
+
+from webapp.db import engine_for, migrate
+from webapp.settings import Settings
+from webapp.status import VideoStatus, can_move
+
+
+def test_defaults_are_the_embedded_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = Settings()
+    assert s.db_url == f"sqlite:///{tmp_path / 't2v-data' / 't2v.db'}"
+    assert s.objects_url == f"file://{tmp_path / 't2v-data' / 'objects'}"
+    assert s.models_path == tmp_path / "t2v-data" / "models"
+    assert (s.backend.value, s.model) == ("local", "tiny")
+
+
+def test_postgres_urls_use_psycopg3() -> None:
+    assert Settings(database_url="postgresql://u@h/db").db_url == "postgresql+psycopg://u@h/db"
+    assert Settings(database_url="postgres://u@h/db").db_url == "postgresql+psycopg://u@h/db"
+
+
+@pytest.mark.parametrize(("env", "value", "fragment"), [
+    ("T2V_BACKEND", "nomad", "backend"),
+    ("T2V_DATABASE_URL", "mysql://x", "T2V_DATABASE_URL='mysql://x'"),
+    ("T2V_STORAGE_URL", "gs://b", "T2V_STORAGE_URL='gs://b'"),
+    ("T2V_ITEMS_PER_JOB", "0", "items_per_job"),
+    ("T2V_HTMX_SOURCE", "unpkg", "T2V_HTMX_SOURCE='unpkg'"),
+])
+def test_bad_values_are_named(env: str, value: str, fragment: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ValidationError, match=fragment):
+        Settings()
+
+
+def test_migrations_create_the_schema_idempotently(db_url: str) -> None:
+    migrate(db_url)
+    migrate(db_url)  # a second start finds it current
+    tables = set(sa.inspect(engine_for(db_url)).get_table_names())
+    assert {"video", "video_event", "batch", "idempotency_key", "alembic_version"} <= tables
+    indexes = {i["name"] for i in sa.inspect(engine_for(db_url)).get_indexes("video")}
+    assert {"ix_video_status_seq", "ix_video_batch_seq", "ix_video_tenant_seq"} <= indexes
+
+
+@pytest.mark.parametrize(("src", "dst", "ok"), [
+    ("queued", "in_progress", True), ("in_progress", "completed", True), ("in_progress", "queued", True),
+    ("completed", "in_progress", False), ("failed", "queued", False), ("cancelled", "completed", False),
+    ("queued", "completed", False),
+])
+def test_status_never_moves_backwards(src: str, dst: str, ok: bool) -> None:
+    assert can_move(VideoStatus(src), VideoStatus(dst)) is ok
+    assert VideoStatus(src).is_terminal() == (src in ("completed", "failed", "cancelled"))
