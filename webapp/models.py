@@ -23,6 +23,8 @@ class Video(SQLModel, table=True):
         sa.Index("ix_video_tenant_seq", "tenant", "seq"),
         sa.Index("ix_video_batch_seq", "batch_id", "seq"),
         sa.Index("ix_video_job_name", "job_name"),
+        sa.Index("ix_video_tenant_created", "tenant", "created_at"),
+        sa.Index("ix_video_expires", "expires_at"),
     )
 
     seq: int | None = Field(default=None, primary_key=True)
@@ -62,6 +64,8 @@ class Video(SQLModel, table=True):
     sha256: str | None = Field(default=None, max_length=64)
     gpu: str | None = Field(default=None, max_length=128)
     timings: dict[str, float] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+    webhook_url: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    expired_at: float | None = None  # files deleted by the janitor after expires_at
 
 
 class VideoEvent(SQLModel, table=True):
@@ -91,6 +95,8 @@ class Batch(SQLModel, table=True):
     cancelled_at: float | None = None
     created_at: float
     metadata_json: dict[str, str] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+    webhook_url: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    notified_at: float | None = None  # when its terminal webhook was queued
 
 
 class IdempotencyKey(SQLModel, table=True):
@@ -209,3 +215,56 @@ class BatchList(BaseModel):
 def as_dict(obj: Any) -> dict[str, Any]:
     """Plain dict of a pydantic model, for templates."""
     return obj.model_dump(mode="json")
+
+
+# ---- access, delivery and retention --------------------------------------------------------
+
+
+class Tenant(SQLModel, table=True):
+    """A team or user; limits and retention are per tenant. Its Kueue LocalQueue is `t2v-<name>`."""
+
+    __tablename__ = "tenant"
+
+    name: str = Field(primary_key=True, max_length=64)
+    created_at: float
+    submissions_per_minute: int = 60
+    max_waiting: int = 500
+    retention_days: float | None = None  # None: the service default
+    webhook_secret: str = Field(max_length=128)  # `whsec_...`, signs this tenant's webhooks
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key: shown once as `t2v_<key_id>_<secret>`, stored as a SHA-256 of the secret."""
+
+    __tablename__ = "api_key"
+
+    key_id: str = Field(primary_key=True, max_length=16)
+    tenant: str = Field(max_length=64, index=True)
+    secret_sha256: str = Field(max_length=64)
+    admin: bool = False
+    name: str = Field(default="", max_length=128)
+    created_at: float
+    revoked_at: float | None = None
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One webhook message (a terminal status of a video or batch) and its delivery attempts."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (sa.Index("ix_webhook_due", "state", "next_attempt_at"),)
+
+    seq: int | None = Field(default=None, primary_key=True)
+    webhook_id: str = Field(sa_column=sa.Column(sa.String(40), unique=True, nullable=False))  # stable across retries
+    tenant: str = Field(max_length=64)
+    object_id: str = Field(max_length=40, index=True)
+    event_type: str = Field(max_length=64)  # video.completed | video.failed | video.cancelled | batch.completed ...
+    url: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    payload: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    state: str = Field(default="pending", max_length=16)  # pending | delivered | failed
+    attempts: int = 0
+    next_attempt_at: float
+    last_status: int | None = None
+    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    created_at: float
+    delivered_at: float | None = None
+    lease_until: float | None = None  # a deliverer owns it until then (safe across replicas)
