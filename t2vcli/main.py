@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from t2vcli.client import Client, ClientError
+from webapp.errors import APIError
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -48,12 +49,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     workers = []
     if settings.backend == Backend.local:
+        from controller.housekeeping import Housekeeper
         from controller.local_runner import LocalRunner
         from controller.threads import start_thread
 
         runner = LocalRunner(settings, app.state.store)
         runner.prepare()
         workers.append((runner, start_thread(runner.run_forever, "t2v-runner")))
+        keeper = Housekeeper(settings, app.state.store)
+        workers.append((keeper, start_thread(keeper.run_forever, "t2v-housekeeping")))
     elif args.with_controller:
         from controller.main import build_controller
         from controller.threads import start_thread
@@ -77,6 +81,57 @@ def cmd_controller(args: argparse.Namespace) -> int:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     build_controller(settings).run_forever()
+    return 0
+
+
+def _admin_session():
+    from webapp.app import ensure_default_tenant
+    from webapp.db import migrate, session_for
+    from webapp.settings import get_settings
+
+    settings = get_settings()
+    migrate(settings.db_url)
+    ensure_default_tenant(settings.db_url)
+    return session_for(settings.db_url)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from webapp import auth
+
+    with _admin_session() as s:
+        if args.keys_command == "create":
+            if s.get(auth.Tenant, args.tenant) is None:
+                auth.ensure_tenant(s, name=args.tenant, submissions_per_minute=60, max_waiting=500)
+            key, token = auth.create_key(s, tenant=args.tenant, admin=args.admin, name=args.name)
+            print(f"created key {key.key_id} for tenant {key.tenant}{' (admin)' if key.admin else ''}; "
+                  "it is shown once:", file=sys.stderr)
+            print(token)
+        elif args.keys_command == "revoke":
+            key = auth.revoke_key(s, key_id=args.key_id)
+            print(f"revoked {key.key_id} (tenant {key.tenant})", file=sys.stderr)
+        else:
+            for key in auth.list_keys(s):
+                state = "revoked" if key.revoked_at else "active"
+                print(f"{key.key_id}  {key.tenant:<20} {'admin' if key.admin else 'user':<6} {state:<8} {key.name}")
+    return 0
+
+
+def cmd_tenants(args: argparse.Namespace) -> int:
+    from webapp import auth
+
+    with _admin_session() as s:
+        if args.tenants_command == "set":
+            t = auth.ensure_tenant(s, name=args.name, submissions_per_minute=args.rate, max_waiting=args.max_waiting,
+                                   retention_days=args.retention_days)
+            s.commit()
+            print(f"{t.name}: {t.submissions_per_minute or 'unlimited'} submissions/min, "
+                  f"{t.max_waiting or 'unlimited'} waiting, retention {t.retention_days or 'default'} days")
+        else:
+            from sqlmodel import select
+
+            for t in s.exec(select(auth.Tenant).order_by(auth.Tenant.name)):
+                print(f"{t.name:<20} rate={t.submissions_per_minute or '-'}/min waiting={t.max_waiting or '-'} "
+                      f"retention={t.retention_days or 'default'}")
     return 0
 
 
@@ -193,6 +248,27 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("controller", help="run dispatcher and watcher (cluster mode)")
     s.set_defaults(fn=cmd_controller)
 
+    s = sub.add_parser("keys", help="API keys (talks to the database directly; run where T2V_DATABASE_URL points)")
+    ksub = s.add_subparsers(dest="keys_command", required=True)
+    k = ksub.add_parser("create", help="create a key; the token is printed once")
+    k.add_argument("--tenant", required=True)
+    k.add_argument("--admin", action="store_true", help="sees and manages every tenant's videos")
+    k.add_argument("--name", default="", help="a note to recognise the key by")
+    k = ksub.add_parser("revoke", help="revoke a key at once")
+    k.add_argument("key_id")
+    ksub.add_parser("list", help="list keys (never their secrets)")
+    s.set_defaults(fn=cmd_keys)
+
+    s = sub.add_parser("tenants", help="tenant limits and retention (database directly)")
+    tsub = s.add_subparsers(dest="tenants_command", required=True)
+    t = tsub.add_parser("set", help="create or change a tenant")
+    t.add_argument("name")
+    t.add_argument("--rate", type=int, help="submissions per minute (0 = unlimited)")
+    t.add_argument("--max-waiting", type=int, help="videos queued or running at once (0 = unlimited)")
+    t.add_argument("--retention-days", type=float, help="days finished videos are kept")
+    tsub.add_parser("list", help="list tenants")
+    s.set_defaults(fn=cmd_tenants)
+
     s = sub.add_parser("model", help="manage the local model folder")
     msub = s.add_subparsers(dest="model_command", required=True)
     sync = msub.add_parser("sync", help="download or copy a model into the model folder, verified, READY last")
@@ -265,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except ClientError as e:
         print(f"t2v: {e}", file=sys.stderr)
+        return 2
+    except APIError as e:
+        print(f"t2v: {e.message}", file=sys.stderr)
         return 2
     except ValidationError as e:
         for err in e.errors():

@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 import time
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobcontract.storage import open_store
-from webapp.api import batches, health, videos
-from webapp.db import migrate
+from webapp.api import batches, health, queue, videos
+from webapp.auth import ensure_tenant
+from webapp.db import migrate, session_for
 from webapp.errors import APIError
+from webapp.pages import router as pages_router
 from webapp.settings import Settings, get_settings
 
 log = logging.getLogger("t2v.webapp")
@@ -25,11 +28,22 @@ def _error(status: int, message: str, *, type_: str, param: str | None = None, c
                         status_code=status, headers=headers)
 
 
+def ensure_default_tenant(db_url: str) -> None:
+    """The tenant of requests without an API key: no limits, its own webhook secret."""
+    with session_for(db_url) as s:
+        ensure_tenant(s, name="default")
+        try:
+            s.commit()
+        except sa.exc.IntegrityError:  # another replica made it first
+            s.rollback()
+
+
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
     """Build the app for `settings` (default: from the environment)."""
     settings = settings or get_settings()
     if run_migrations:
         migrate(settings.db_url)
+        ensure_default_tenant(settings.db_url)
     app = FastAPI(title="t2v", version="0.1.0",
                   description="Batch-first text-to-video. `/v1/videos` follows OpenAI's Videos API; "
                               "cancel, batches, seed, negative prompt, steps, queue position and filters are extras.")
@@ -76,10 +90,6 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(health.router)
     app.include_router(videos.router)
     app.include_router(batches.router)
-    try:
-        from webapp.pages import router as pages_router
-    except ImportError:  # the page package is optional until it lands
-        pages_router = None
-    if pages_router is not None:
-        app.include_router(pages_router)
+    app.include_router(queue.router)
+    app.include_router(pages_router)
     return app

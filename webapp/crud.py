@@ -27,7 +27,7 @@ def new_id(prefix: str) -> str:
 
 def add_video(session: Session, *, spec: VideoSpec, tenant: str, priority: str, queue: str,
               retention_seconds: float, batch_id: str | None = None, batch_row: int | None = None,
-              now: float | None = None) -> Video:
+              webhook_url: str | None = None, now: float | None = None) -> Video:
     """Stage a new queued video and its first event (the caller commits)."""
     now = now or time.time()
     video = Video(
@@ -35,7 +35,7 @@ def add_video(session: Session, *, spec: VideoSpec, tenant: str, priority: str, 
         model=spec.model, prompt=spec.prompt, negative_prompt=spec.negative_prompt, num_frames=spec.num_frames,
         width=spec.width, height=spec.height, fps=30, seed=spec.seed, num_inference_steps=spec.num_inference_steps,
         guidance_scale=spec.guidance_scale, priority=priority, queue=queue, metadata_json=spec.metadata,
-        created_at=now, updated_at=now, expires_at=now + retention_seconds,
+        created_at=now, updated_at=now, expires_at=now + retention_seconds, webhook_url=webhook_url,
     )
     session.add(video)
     session.add(VideoEvent(video_id=video.id, at=now, from_status=None, to_status=VideoStatus.queued.value,
@@ -76,7 +76,10 @@ def transition(session: Session, *, video: Video, to: VideoStatus, reason: str, 
     if to == VideoStatus.in_progress and video.started_at is None:
         video.started_at = now
     if to.is_terminal():
+        # Retention counts from the end, not from submission: keep the tenant's span, restarted now.
+        keep = (video.expires_at - video.created_at) if video.expires_at else 0.0
         video.completed_at = now
+        video.expires_at = now + keep if keep else None
         video.queue_position = None
         if to == VideoStatus.completed:
             video.progress = 100
@@ -84,6 +87,10 @@ def transition(session: Session, *, video: Video, to: VideoStatus, reason: str, 
         video.progress = 0
     session.add(video)
     session.add(VideoEvent(video_id=video.id, at=now, from_status=src.value, to_status=to.value, reason=reason))
+    if to.is_terminal():
+        from webapp.outbox import on_video_terminal
+
+        on_video_terminal(session, video)
     return True
 
 

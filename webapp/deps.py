@@ -43,8 +43,20 @@ class Caller:
 
 
 def _caller(request: Request) -> Caller:
-    # Embedded default: one implicit tenant. API keys (per tenant) plug in here.
-    return getattr(request.state, "caller", None) or Caller(tenant="default", admin=True)
+    """The tenant behind the request's API key; without one, the default tenant unless keys are required."""
+    from webapp.auth import Unauthorized, authenticate
+
+    header = request.headers.get("authorization")
+    settings: Settings = request.app.state.settings
+    if header:
+        with session_for(settings.db_url, write=False) as s:
+            key = authenticate(s, header)
+        return Caller(tenant=key.tenant, admin=key.admin)
+    if settings.auth_is_required:
+        raise Unauthorized("this server requires an API key: send 'Authorization: Bearer t2v_...' "
+                           "(create one with `t2v keys create --tenant NAME`)", param="Authorization",
+                           headers={"WWW-Authenticate": "Bearer"})
+    return Caller(tenant="default", admin=True)
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]

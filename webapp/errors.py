@@ -70,3 +70,9 @@ class UnsupportedMediaType(APIError):
 class RangeNotSatisfiable(APIError):
     status_code = 416
     code = "range_not_satisfiable"
+
+
+class TooManyRequests(APIError):
+    status_code = 429
+    type = "rate_limit_error"
+    code = "rate_limited"

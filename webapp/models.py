@@ -227,8 +227,8 @@ class Tenant(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=64)
     created_at: float
-    submissions_per_minute: int = 60
-    max_waiting: int = 500
+    submissions_per_minute: int = 0  # 0: unlimited
+    max_waiting: int = 0  # 0: unlimited
     retention_days: float | None = None  # None: the service default
     webhook_secret: str = Field(max_length=128)  # `whsec_...`, signs this tenant's webhooks
 

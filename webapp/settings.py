@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     presign_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
     max_batch_rows: int = Field(5000, ge=1)
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    # API keys: None means required with the kubernetes backend, optional on the embedded default.
+    auth_required: bool | None = None
+    # Outgoing webhooks: per-attempt timeout, and how many attempts before a delivery is marked failed.
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    webhook_max_attempts: int = Field(12, ge=1, le=50)
+    # How often the janitor looks for expired videos.
+    janitor_interval_seconds: float = Field(300.0, gt=0)
     log_level: str = "INFO"
     htmx_source: str = Field("cdn", description="cdn, or local to serve the copy fetched by `make htmx`.")
 
@@ -85,6 +92,11 @@ class Settings(BaseSettings):
         if v and not v.startswith(("file://", "s3://")):
             raise ValueError(f"T2V_STORAGE_URL={v!r} must start with file:// or s3://")
         return v
+
+    @property
+    def auth_is_required(self) -> bool:
+        """Whether requests without an API key are refused."""
+        return self.backend == Backend.kubernetes if self.auth_required is None else self.auth_required
 
     @property
     def db_url(self) -> str:

@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 
 from webapp import crud
 from webapp.errors import Conflict, InvalidParam
+from webapp.limits import check_submission, retention_seconds
 from webapp.models import Batch, IdempotencyKey, Video
 from webapp.params import VideoSpec, estimated_gpu_seconds
 from webapp.presenters import SECONDS_PER_TOKEN_STEP
@@ -45,16 +46,18 @@ def _replay(session: Session, *, tenant: str, key: str | None, digest: str) -> s
 
 
 def submit_video(session: Session, *, spec: VideoSpec, seed_given: bool, tenant: str, settings: Settings,
-                 idempotency_key: str | None) -> tuple[Video, bool]:
+                 idempotency_key: str | None, webhook_url: str | None = None) -> tuple[Video, bool]:
     """Queue one video; returns (video, created). A replayed key returns the first video."""
-    digest = body_hash(spec.canonical(seed_given=seed_given))
+    digest = body_hash({**spec.canonical(seed_given=seed_given), "webhook_url": webhook_url})
     for _ in range(2):
         existing = _replay(session, tenant=tenant, key=idempotency_key, digest=digest)
         if existing:
             return crud.get_video(session, video_id=existing, tenant=tenant), False
+        check_submission(session, tenant=tenant, new_videos=1)
         video = crud.add_video(session, spec=spec, tenant=tenant, priority="interactive",
-                               queue=route_queue(spec, settings),
-                               retention_seconds=settings.retention_days * 86400)
+                               queue=route_queue(spec, settings), webhook_url=webhook_url,
+                               retention_seconds=retention_seconds(session, tenant=tenant,
+                                                                   default_days=settings.retention_days))
         if idempotency_key:
             session.add(IdempotencyKey(tenant=tenant, key=idempotency_key, body_sha256=digest,
                                        object_id=video.id, created_at=time.time()))
@@ -69,18 +72,21 @@ def submit_video(session: Session, *, spec: VideoSpec, seed_given: bool, tenant:
 
 
 def submit_batch(session: Session, *, specs: list[VideoSpec], tenant: str, settings: Settings, name: str,
-                 metadata: dict[str, str], idempotency_key: str | None, digest: str) -> tuple[Batch, bool]:
+                 metadata: dict[str, str], idempotency_key: str | None, digest: str,
+                 webhook_url: str | None = None) -> tuple[Batch, bool]:
     """Queue a batch of videos in one transaction; returns (batch, created)."""
     existing = _replay(session, tenant=tenant, key=idempotency_key, digest=digest)
     if existing:
         return crud.get_batch(session, batch_id=existing, tenant=tenant), False
+    check_submission(session, tenant=tenant, new_videos=len(specs))
     now = time.time()
+    keep = retention_seconds(session, tenant=tenant, default_days=settings.retention_days)
     batch = Batch(id=crud.new_id("batch"), tenant=tenant, name=name, total=len(specs), created_at=now,
-                  metadata_json=metadata)
+                  metadata_json=metadata, webhook_url=webhook_url)
     session.add(batch)
     for row, spec in enumerate(specs, start=1):
         crud.add_video(session, spec=spec, tenant=tenant, priority="batch", queue=route_queue(spec, settings),
-                       retention_seconds=settings.retention_days * 86400, batch_id=batch.id, batch_row=row, now=now)
+                       retention_seconds=keep, batch_id=batch.id, batch_row=row, now=now)
     if idempotency_key:
         session.add(IdempotencyKey(tenant=tenant, key=idempotency_key, body_sha256=digest, object_id=batch.id,
                                    created_at=now))

@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import logging
 import re
 import time
+import zipfile
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-
+from jobcontract.errors import ObjectNotFound
+from jobcontract.records import video_keys
+from jobcontract.storage import ObjectStore
 from webapp import crud, presenters
 from webapp.api.body import read_limited
 from webapp.catalog import available_models
 from webapp.csvfile import read_rows, validate_rows
-from webapp.deps import CallerDep, SessionDep, SettingsDep
+from webapp.deps import CallerDep, SessionDep, SettingsDep, StoreDep
 from webapp.errors import InvalidParam, NotFound, TooLarge, UnsupportedMediaType
 from webapp.models import Batch, BatchList, BatchPublic, ErrorResponse
+from webapp.outbox import check_webhook_url, deliveries, delivery_public
 from webapp.params import parse_metadata
 from webapp.status import VideoStatus
-from webapp.submit import body_hash, submit_batch
+from webapp.submit import batch_videos, body_hash, submit_batch
+
+log = logging.getLogger("t2v.webapp")
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 ERRORS = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 409: {"model": ErrorResponse},
@@ -31,11 +42,12 @@ BATCH_SCHEMA = {
         "videos": {"type": "array", "items": {"type": "object"}, "description": "Video create requests."},
         "name": {"type": "string", "maxLength": 256},
         "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+        "webhook_url": {"type": "string", "format": "uri"},
     },
 }
 CSV_SCHEMA = {"type": "object", "required": ["file"], "properties": {
     "file": {"type": "string", "format": "binary", "description": "CSV with a header row; 'prompt' required."},
-    "name": {"type": "string"}}}
+    "name": {"type": "string"}, "webhook_url": {"type": "string", "format": "uri"}}}
 
 
 def check_id(batch_id: str) -> str:
@@ -44,7 +56,7 @@ def check_id(batch_id: str) -> str:
     return batch_id
 
 
-async def _parse(request: Request, limit: int) -> tuple[list[dict[str, Any]], str, dict[str, str], str]:
+async def _parse(request: Request, limit: int) -> tuple[list[dict[str, Any]], str, dict[str, str], str, str | None]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         declared = request.headers.get("content-length")
@@ -58,10 +70,11 @@ async def _parse(request: Request, limit: int) -> tuple[list[dict[str, Any]], st
         if len(data) > limit:
             raise TooLarge(f"CSV is {len(data)} bytes; the limit is {limit}", param="file")
         name = str(form.get("name") or upload.filename or "")[:256]
-        return read_rows(data), name, {}, body_hash(data.decode("utf-8", "replace"))
+        hook = check_webhook_url(form.get("webhook_url"))
+        return read_rows(data), name, {}, body_hash([data.decode("utf-8", "replace"), hook]), hook
     if ctype in ("text/csv", "application/csv"):
         data = await read_limited(request, limit)
-        return read_rows(data), "", {}, body_hash(data.decode("utf-8", "replace"))
+        return read_rows(data), "", {}, body_hash(data.decode("utf-8", "replace")), None
     if ctype in ("application/json", ""):
         raw = await read_limited(request, limit)
         try:
@@ -75,7 +88,8 @@ async def _parse(request: Request, limit: int) -> tuple[list[dict[str, Any]], st
         name = body.get("name") or ""
         if not isinstance(name, str) or len(name) > 256:
             raise InvalidParam("name must be text of at most 256 characters", param="name")
-        return body["videos"], name, parse_metadata(body.get("metadata")), body_hash(body)
+        return (body["videos"], name, parse_metadata(body.get("metadata")), body_hash(body),
+                check_webhook_url(body.get("webhook_url")))
     raise UnsupportedMediaType(f"content type {ctype!r} is not supported; upload a CSV as multipart/form-data "
                                "(field 'file'), text/csv, or send JSON", param="Content-Type")
 
@@ -88,13 +102,14 @@ async def create_batch(request: Request, session: SessionDep, settings: Settings
                        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None
                        ) -> BatchPublic:
     """Validate every row first; a bad row rejects the whole batch with all bad rows listed."""
-    rows, name, metadata, digest = await _parse(request, settings.max_upload_bytes)
+    rows, name, metadata, digest, webhook_url = await _parse(request, settings.max_upload_bytes)
     specs = validate_rows(rows, default_model=settings.model, models=available_models(settings),
                           max_rows=settings.max_batch_rows)
 
     def write() -> BatchPublic:
         batch, _ = submit_batch(session, specs=specs, tenant=caller.tenant, settings=settings, name=name,
-                                metadata=metadata, idempotency_key=idempotency_key, digest=digest)
+                                metadata=metadata, idempotency_key=idempotency_key, digest=digest,
+                                webhook_url=webhook_url)
         return presenters.batches_public(session, [batch])[0]
 
     # Blocking DB work stays off the event loop (SQLite may wait for its write lock).
@@ -120,6 +135,13 @@ def get_batch(batch_id: str, session: SessionDep, caller: CallerDep) -> BatchPub
     return presenters.batches_public(session, [batch])[0]
 
 
+@router.get("/{batch_id}/webhooks", responses=ERRORS, summary="Webhook deliveries of a batch")
+def get_webhooks(batch_id: str, session: SessionDep, caller: CallerDep) -> dict:
+    """The batch's webhook message with its delivery attempts."""
+    batch = crud.get_batch(session, batch_id=check_id(batch_id), tenant=caller.scope)
+    return {"object": "list", "data": [delivery_public(d) for d in deliveries(session, object_id=batch.id)]}
+
+
 @router.post("/{batch_id}/cancel", response_model=BatchPublic, responses=ERRORS, summary="Cancel a batch")
 def cancel_batch(batch_id: str, session: SessionDep, caller: CallerDep) -> BatchPublic:
     """Cancel every video of the batch that has not finished; finished ones stay."""
@@ -131,3 +153,70 @@ def cancel_batch(batch_id: str, session: SessionDep, caller: CallerDep) -> Batch
         crud.transition(session, video=video, to=VideoStatus.cancelled, reason="batch cancelled by user")
     session.commit()
     return presenters.batches_public(session, [batch])[0]
+
+
+class _Sink:
+    """A write-only stream that hands what zipfile wrote so far to the response, chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.offset = 0
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(bytes(data))
+        self.offset += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.offset
+
+    def flush(self) -> None:
+        pass
+
+    def drain(self) -> bytes:
+        out = b"".join(self.chunks)
+        self.chunks.clear()
+        return out
+
+
+def _zip_stream(store: ObjectStore, files: list[tuple[str, str, int]], index: str) -> Iterator[bytes]:
+    """Stored (not deflated: MP4 is compressed already) zip, written as it is read from storage."""
+    sink = _Sink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as zf:  # type: ignore[arg-type]
+        zf.writestr("index.csv", index)
+        yield sink.drain()
+        for name, key, size in files:
+            info = zipfile.ZipInfo(name, date_time=time.gmtime()[:6])
+            info.file_size = size
+            try:
+                with zf.open(info, "w", force_zip64=size > 2**31) as out:
+                    for chunk in store.iter_range(key, 0, size - 1):
+                        out.write(chunk)
+                        yield sink.drain()
+            except ObjectNotFound:
+                log.warning("video file vanished while zipping", extra={"key": key})
+    yield sink.drain()
+
+
+@router.get("/{batch_id}/content", responses={**ERRORS, 200: {"content": {"application/zip": {}}}},
+            summary="Download the finished videos of a batch as a zip", response_class=Response)
+def get_batch_content(batch_id: str, session: SessionDep, store: StoreDep, caller: CallerDep) -> Response:
+    """A streamed zip of every completed video of the batch, with index.csv mapping rows to files."""
+    batch = crud.get_batch(session, batch_id=check_id(batch_id), tenant=caller.scope)
+    videos = [v for v in batch_videos(session, batch_id=batch.id) if v.status == VideoStatus.completed]
+    if not videos:
+        raise NotFound(f"batch {batch.id} has no completed videos yet", param="batch_id", code="content_not_ready")
+    files, lines = [], io.StringIO()
+    writer = csv.writer(lines)
+    writer.writerow(["row", "file", "video_id", "seed", "prompt"])
+    for v in videos:
+        key = video_keys(v.id)["video"]
+        try:
+            size = store.size(key)
+        except ObjectNotFound:
+            continue  # expired or deleted: the index says which rows are missing
+        name = f"{v.batch_row or 0:04d}_{v.id}.mp4"
+        files.append((name, key, size))
+        writer.writerow([v.batch_row, name, v.id, v.seed, v.prompt])
+    return StreamingResponse(_zip_stream(store, files, lines.getvalue()), media_type="application/zip",
+                             headers={"Content-Disposition": f'attachment; filename="{batch.id}.zip"'})

@@ -18,6 +18,7 @@ from webapp.catalog import available_models
 from webapp.deps import CallerDep, SessionDep, SettingsDep, StoreDep
 from webapp.errors import Conflict, NotFound, RangeNotSatisfiable
 from webapp.models import ErrorResponse, Video, VideoDeleted, VideoList, VideoPublic
+from webapp.outbox import check_webhook_url, deliveries, delivery_public
 from webapp.params import parse_video
 from webapp.status import VideoStatus
 from webapp.submit import submit_video
@@ -42,6 +43,8 @@ CREATE_SCHEMA = {
         "num_inference_steps": {"type": "integer", "minimum": 1, "maximum": 200},
         "guidance_scale": {"type": "number", "minimum": 0, "maximum": 20},
         "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+        "webhook_url": {"type": "string", "format": "uri",
+                        "description": "POSTed the video object (Standard Webhooks signature) when it ends."},
     },
 }
 
@@ -63,11 +66,12 @@ async def create_video(request: Request, response: Response, session: SessionDep
                        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> VideoPublic:
     """Queue a video; returns at once with status `queued`."""
     raw = await json_or_form(request, settings.max_upload_bytes)
+    webhook_url = check_webhook_url(raw.pop("webhook_url", None))
     spec, seed_given = parse_video(raw, default_model=settings.model, models=available_models(settings))
 
     def write() -> tuple[VideoPublic, bool]:
         video, created = submit_video(session, spec=spec, seed_given=seed_given, tenant=caller.tenant,
-                                      settings=settings, idempotency_key=idempotency_key)
+                                      settings=settings, idempotency_key=idempotency_key, webhook_url=webhook_url)
         return presenters.videos_public(session, [video])[0], created
 
     # Blocking DB work stays off the event loop (SQLite may wait for its write lock).
@@ -113,6 +117,13 @@ def get_events(video_id: str, session: SessionDep, caller: CallerDep) -> dict:
         for e in crud.events(session, video_id=video.id)]}
 
 
+@router.get("/{video_id}/webhooks", responses=ERRORS, summary="Webhook deliveries of a video")
+def get_webhooks(video_id: str, session: SessionDep, caller: CallerDep) -> dict:
+    """Every webhook message for this video with its delivery attempts."""
+    video = crud.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
+    return {"object": "list", "data": [delivery_public(d) for d in deliveries(session, object_id=video.id)]}
+
+
 @router.post("/{video_id}/cancel", response_model=VideoPublic, responses=ERRORS, summary="Cancel a video")
 def cancel_video(video_id: str, session: SessionDep, caller: CallerDep) -> VideoPublic:
     """Stop a queued or running video; the runner/controller stops its job."""
@@ -156,6 +167,9 @@ def get_content(video_id: str, session: SessionDep, store: StoreDep, caller: Cal
     if video.status != VideoStatus.completed:
         raise NotFound(f"video {video.id} is {video.status}; its content exists once it is completed",
                        param="video_id", code="content_not_ready")
+    if video.expired_at is not None:
+        raise NotFound(f"video {video.id} expired at {int(video.expires_at or video.expired_at)} (Unix time) and "
+                       "its files were deleted", param="video_id", code="content_expired")
     key = video_keys(video.id)[variant]
     media = "video/mp4" if variant == "video" else "image/jpeg"
     try:

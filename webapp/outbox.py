@@ -1,0 +1,88 @@
+"""Webhook messages written in the same transaction as the status change they announce (outbox).
+
+A deliverer (controller/housekeeping.py) sends them later, retried with backoff, signed per
+Standard Webhooks; the API never waits for a receiver.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from urllib.parse import urlparse
+
+from sqlmodel import Session, col, func, select
+
+from webapp import crud
+from webapp.errors import InvalidParam
+from webapp.models import Batch, Video, WebhookDelivery
+from webapp.status import VideoStatus
+
+MAX_URL = 2048
+
+
+def check_webhook_url(url: object) -> str | None:
+    """None, or an http(s) URL with a host; anything else names the field and value."""
+    if url is None or url == "":
+        return None
+    parsed = urlparse(url) if isinstance(url, str) else None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname or len(url) > MAX_URL:
+        raise InvalidParam(f"webhook_url must be an http(s) URL of at most {MAX_URL} characters, got {str(url)[:100]!r}",
+                           param="webhook_url")
+    return url
+
+
+def sign(secret: str, webhook_id: str, timestamp: int, body: str) -> str:
+    """`v1,<base64 HMAC-SHA256>` over `id.timestamp.body` with the tenant's `whsec_` secret."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    mac = hmac.new(key, f"{webhook_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def _enqueue(session: Session, *, tenant: str, object_id: str, event_type: str, url: str, data: dict) -> None:
+    now = time.time()
+    webhook_id = crud.new_id("msg")
+    payload = json.dumps({"type": event_type, "timestamp": int(now), "data": data}, sort_keys=True)
+    session.add(WebhookDelivery(webhook_id=webhook_id, tenant=tenant, object_id=object_id, event_type=event_type,
+                                url=url, payload=payload, next_attempt_at=now, created_at=now))
+
+
+def on_video_terminal(session: Session, video: Video) -> None:
+    """Queue the video's webhook, and its batch's when this was the batch's last active video."""
+    from webapp.presenters import batches_public, video_public
+
+    if video.webhook_url:
+        _enqueue(session, tenant=video.tenant, object_id=video.id, event_type=f"video.{video.status}",
+                 url=video.webhook_url, data=video_public(video).model_dump(mode="json"))
+    if not video.batch_id:
+        return
+    batch = session.exec(select(Batch).where(Batch.id == video.batch_id)).first()
+    if batch is None or not batch.webhook_url or batch.notified_at is not None:
+        return
+    session.flush()
+    active = session.exec(select(func.count()).select_from(Video).where(
+        Video.batch_id == batch.id,
+        col(Video.status).in_([VideoStatus.queued.value, VideoStatus.in_progress.value]))).one()
+    if active:
+        return
+    batch.notified_at = time.time()
+    session.add(batch)
+    public = batches_public(session, [batch])[0]
+    _enqueue(session, tenant=batch.tenant, object_id=batch.id, event_type=f"batch.{public.status}",
+             url=batch.webhook_url, data=public.model_dump(mode="json"))
+
+
+def deliveries(session: Session, *, object_id: str) -> list[WebhookDelivery]:
+    """Webhook deliveries of a video or batch, oldest first."""
+    return list(session.exec(select(WebhookDelivery).where(WebhookDelivery.object_id == object_id)
+                             .order_by(WebhookDelivery.seq)))
+
+
+def delivery_public(d: WebhookDelivery) -> dict:
+    """What the API shows of a delivery."""
+    return {"webhook_id": d.webhook_id, "type": d.event_type, "url": d.url, "state": d.state,
+            "attempts": d.attempts, "last_status": d.last_status, "last_error": d.last_error,
+            "created_at": int(d.created_at), "delivered_at": None if d.delivered_at is None else int(d.delivered_at),
+            "next_attempt_at": int(d.next_attempt_at) if d.state == "pending" else None}
