@@ -60,7 +60,7 @@ def settle(session: Session, *, store: ObjectStore, video: Video, exit_reason: s
     result = read_result(store, video.id)
     if result is not None and result.is_final:
         apply_result(session, video=video, result=result)
-        return str(video.status.value if hasattr(video.status, "value") else video.status)
+        return str(video.status)
     last = result.error_message if result is not None else exit_reason
     if retry_allowed and video.attempt < max_attempts:
         crud.transition(session, video=video, to=VideoStatus.queued,

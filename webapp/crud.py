@@ -155,7 +155,7 @@ def batch_counts(session: Session, *, batch_ids: list[str]) -> dict[str, dict[st
         .group_by(Video.batch_id, Video.status)
     )
     for batch_id, status, n in rows:
-        out[batch_id][str(status.value if hasattr(status, "value") else status)] = n
+        out[batch_id][str(status)] = n
     return out
 
 

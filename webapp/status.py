@@ -6,10 +6,10 @@ cluster can never move a finished video backwards. See docs/status.md.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class VideoStatus(str, Enum):
+class VideoStatus(StrEnum):
     """Lifecycle of a video, as the OpenAI Videos API names it."""
 
     queued = "queued"  # accepted; waiting for a runner slot or Kueue admission
@@ -42,7 +42,7 @@ def can_move(src: VideoStatus, dst: VideoStatus) -> bool:
     return dst in _ALLOWED[src]
 
 
-class BatchStatus(str, Enum):
+class BatchStatus(StrEnum):
     """A batch's status, derived from the counts of its videos."""
 
     queued = "queued"

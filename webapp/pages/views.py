@@ -25,6 +25,7 @@ from webapp.api.queue import QueuePublic, queue_state
 from webapp.catalog import available_models
 from webapp.csvfile import read_rows, validate_rows
 from webapp.deps import Caller, CallerDep, SessionDep, SettingsDep, StoreDep
+from webapp.deps import _caller as resolve_caller
 from webapp.errors import APIError, InvalidCSV, NotFound
 from webapp.models import Batch, Video, VideoPublic
 from webapp.pages.htmx import HTMX_CDN_URL, HTMX_LOCAL_URL, HTMX_SRI, HTMX_VERSION
@@ -141,28 +142,58 @@ def _list_context(request: Request, session: Session, settings: Settings, caller
             "next_after": videos[-1].id if videos and more else None, "queue": queue}
 
 
+def _page_context(request: Request, settings: Settings) -> dict[str, Any]:
+    return dict(
+        models=available_models(settings), default_model=settings.model,
+        defaults=DEFAULTS.get(settings.model, DEFAULTS["mochi-1-preview"]), frames=ALLOWED_FRAMES, sizes=SIZES,
+        max_steps=MAX_STEPS, max_guidance=MAX_GUIDANCE, max_seed=MAX_SEED, statuses=[s.value for s in VideoStatus],
+        poll_batch=POLL_BATCH, poll_queue=POLL_QUEUE,
+        htmx={"local": settings.htmx_source == "local", "cdn": HTMX_CDN_URL, "sri": HTMX_SRI,
+              "local_url": HTMX_LOCAL_URL, "version": HTMX_VERSION},
+    )
+
+
 @router.get("/", response_class=HTMLResponse)
-def index(request: Request, session: SessionDep, settings: SettingsDep, caller: CallerDep,
+def index(request: Request, session: SessionDep, settings: SettingsDep,
           status: str = "", batch_id: str = "", after: str = "") -> Response:
-    """The page; for htmx requests aimed at the list (filters), just the list."""
+    """The page; for htmx requests aimed at the list (filters), just the list.
+
+    A browser navigation carries no Authorization header, so where API keys are required the page comes
+    as a shell whose panels load themselves over htmx, which adds the key from the key field.
+    """
+    try:
+        caller = resolve_caller(request)
+    except APIError as e:
+        if e.status_code != 401 or _is_htmx(request):
+            raise
+        caller = None
+    if caller is None:
+        chosen = {k: v for k, v in (("status", status), ("batch_id", batch_id)) if v}
+        ctx = {**_page_context(request, settings), "needs_key": True, "videos": [], "filters": chosen,
+               "after": after or None, "batches": [], "filter_batches": [(batch_id, batch_id)] if batch_id else [],
+               "list_query": "&".join(f"{k}={v}" for k, v in {**chosen, "after": after}.items() if v)}
+        response = templates.TemplateResponse(request, "index.html", ctx)
+        response.headers["Vary"] = "HX-Request, HX-Target, Authorization"
+        return response
     ctx = _list_context(request, session, settings, caller, status=status, batch_id=batch_id, after=after or None)
     if _is_htmx(request) and request.headers.get("HX-Target") == "video-list":
         response = templates.TemplateResponse(request, "partials/video_list.html", ctx)
     else:
         batches, _ = crud.page(session, Batch, tenant=caller.scope, after=None, limit=8, order="desc")
-        models = available_models(settings)
-        ctx.update(
-            batches=presenters.batches_public(session, batches), models=models, default_model=settings.model,
-            defaults=DEFAULTS.get(settings.model, DEFAULTS["mochi-1-preview"]), frames=ALLOWED_FRAMES,
-            sizes=SIZES, max_steps=MAX_STEPS, max_guidance=MAX_GUIDANCE, max_seed=MAX_SEED,
-            filter_batches=_filter_batches(session, caller, ctx["filters"].get("batch_id")),
-            statuses=[s.value for s in VideoStatus], poll_batch=POLL_BATCH, poll_queue=POLL_QUEUE,
-            htmx={"local": settings.htmx_source == "local", "cdn": HTMX_CDN_URL, "sri": HTMX_SRI,
-                  "local_url": HTMX_LOCAL_URL, "version": HTMX_VERSION},
-        )
+        ctx.update(_page_context(request, settings), batches=presenters.batches_public(session, batches),
+                   filter_batches=_filter_batches(session, caller, ctx["filters"].get("batch_id")))
         response = templates.TemplateResponse(request, "index.html", ctx)
-    response.headers["Vary"] = "HX-Request, HX-Target"
+    response.headers["Vary"] = "HX-Request, HX-Target, Authorization"
     return response
+
+
+@router.get("/ui/batches", response_class=HTMLResponse)
+def batch_list(request: Request, session: SessionDep, caller: CallerDep) -> Response:
+    """The recent batches panel's content."""
+    batches, _ = crud.page(session, Batch, tenant=caller.scope, after=None, limit=8, order="desc")
+    return templates.TemplateResponse(request, "partials/batch_list.html",
+                                      {"batches": presenters.batches_public(session, batches),
+                                       "poll_batch": POLL_BATCH})
 
 
 def _filter_batches(session: Session, caller: Caller, current: str | None) -> list[tuple[str, str]]:

@@ -27,12 +27,11 @@
     form.addEventListener("submit", function (e) {
       e.preventDefault();
       try { window.localStorage.setItem(KEY, input.value.trim()); } catch (err) { state.textContent = "This browser blocks storage."; return; }
-      show();
+      window.location.reload();  // the key decides which tenant's videos the page shows
     });
     document.getElementById("key-forget").addEventListener("click", function () {
       try { window.localStorage.removeItem(KEY); } catch (err) { /* nothing stored */ }
-      input.value = "";
-      show();
+      window.location.reload();
     });
   });
 
