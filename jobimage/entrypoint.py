@@ -1,0 +1,297 @@
+"""The job pod's main: manifest in, one MP4 + thumbnail + result per item out, an exit code.
+
+Order of work, like a pipeline `__call__`: 1. read settings and the manifest; 2. skip
+finished items; 3. check every item (numbers, then T5 token counts with the model's
+tokenizer) before any weight is loaded; 4. load one pipeline per device; 5. generate:
+one item per device when there are several, split guidance over two devices when
+there is one; 6. encode, upload the MP4 and thumbnail, write the result last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobcontract.errors import ContractError, ManifestError, ObjectNotFound, StorageError, StorageUnavailable
+from jobcontract.records import ExitCode, Item, Progress, Result, read_manifest, write_progress, write_result
+from jobcontract.storage import ObjectStore, open_store
+from jobimage import log
+from jobimage.errors import JobImageError, SetupError, ValidationError
+from jobimage.model_folder import check_model_folder, model_path
+from jobimage.validate import check_item
+
+logger = log.get_logger("jobimage.entrypoint")
+
+PROGRESS_INTERVAL_S = 1.0  # at most one progress write per second per item (plus first and last step)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The pod's environment, checked at start-up."""
+
+    manifest_key: str
+    index: int
+    storage_url: str
+    model_dir: Path
+    devices: str | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        missing = [k for k in ("T2V_MANIFEST", "T2V_STORAGE_URL", "T2V_MODEL_DIR") if not env.get(k)]
+        if missing:
+            raise SetupError(f"environment variables not set: {', '.join(missing)}")
+        raw_index = env.get("JOB_COMPLETION_INDEX", "0") or "0"
+        try:
+            index = int(raw_index)
+        except ValueError as e:
+            raise SetupError(f"JOB_COMPLETION_INDEX={raw_index!r} is not an integer") from e
+        if index < 0:
+            raise SetupError(f"JOB_COMPLETION_INDEX={index} is negative")
+        return cls(manifest_key=env["T2V_MANIFEST"], index=index, storage_url=env["T2V_STORAGE_URL"],
+                   model_dir=Path(env["T2V_MODEL_DIR"]), devices=env.get("T2V_DEVICES") or None)
+
+
+@dataclass
+class Outcome:
+    """What happened to the items of this run; decides the exit code."""
+
+    results: dict[str, Result] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, result: Result) -> None:
+        with self.lock:
+            self.results[result.video_id] = result
+
+    def exit_code(self) -> ExitCode:
+        results = list(self.results.values())
+        if any(r.status != "succeeded" and r.retryable for r in results):
+            return ExitCode.RETRYABLE
+        if any(r.status != "succeeded" for r in results):
+            return ExitCode.BAD_ITEM
+        return ExitCode.OK
+
+
+class ItemRun:
+    """Progress publishing and the final upload for one item."""
+
+    def __init__(self, store: ObjectStore, item: Item) -> None:
+        self.store, self.item = store, item
+        self._last_write = 0.0
+
+    def progress(self, phase: str, step: int = 0, total: int = 0) -> None:
+        now = time.monotonic()
+        if phase == "denoising" and 0 < step < total and now - self._last_write < PROGRESS_INTERVAL_S:
+            return
+        self._last_write = now
+        try:
+            write_progress(self.store, self.item, Progress(video_id=self.item.video_id, phase=phase, step=step,
+                                                           total_steps=total, attempt=self.item.attempt))
+        except StorageError as e:  # progress is best effort; the result write decides
+            logger.warning("progress write failed", extra=log.kv(video_id=self.item.video_id, error=str(e)))
+
+    def fail(self, code: str, message: str, *, retryable: bool, **extra: object) -> Result:
+        result = Result(video_id=self.item.video_id, status="failed", attempt=self.item.attempt,
+                        error_code=code, error_message=message[:4000], retryable=retryable, seed=self.item.seed,
+                        **extra)  # type: ignore[arg-type]
+        try:
+            write_result(self.store, self.item, result)
+        except StorageError as e:
+            logger.error("result write failed", extra=log.kv(video_id=self.item.video_id, error=str(e)))
+            result.retryable = True
+        level = logger.warning if retryable else logger.error
+        level("item failed", extra=log.kv(video_id=self.item.video_id, error_code=code, retryable=retryable,
+                                          error=message))
+        return result
+
+
+def _already_final(store: ObjectStore, item: Item) -> bool:
+    from jobcontract.records import _read  # the reader that honours custom output keys
+
+    result = _read(store, item.keys()["result"], Result)
+    return result is not None and result.is_final
+
+
+def process_item(store: ObjectStore, item: Item, workers: list, load_seconds: float) -> Result:
+    """Generate, encode, upload and record one item; never raises for an item-level failure."""
+    import torch
+
+    from jobimage.encode import encode_mp4, write_thumbnail
+    from jobimage.generate import free_memory, generate
+
+    run = ItemRun(store, item)
+    ctx = dict(video_id=item.video_id, devices=[str(w.device) for w in workers])
+    logger.info("item started", extra=log.kv(**ctx, frames=item.num_frames, size=f"{item.width}x{item.height}",
+                                             steps=item.num_inference_steps))
+    gpu = workers[0].gpu
+    timings = {"load": round(load_seconds, 3)}
+    try:
+        video = generate(item, workers, run.progress)
+        timings.update({k: round(v, 3) for k, v in video.timings.items()})
+        run.progress("encoding")
+        with tempfile.TemporaryDirectory(prefix="t2v-item-") as tmp:
+            t0 = time.perf_counter()
+            mp4 = encode_mp4(video.frames, item.fps, Path(tmp) / "video.mp4")
+            thumb = write_thumbnail(video.frames, Path(tmp) / "thumbnail.jpg")
+            timings["encode"] = round(time.perf_counter() - t0, 3)
+            data = mp4.read_bytes()
+            run.progress("uploading")
+            t0 = time.perf_counter()
+            keys = item.keys()
+            store.put_file(keys["video"], mp4, content_type="video/mp4")
+            store.put_file(keys["thumbnail"], thumb, content_type="image/jpeg")
+            timings["upload"] = round(time.perf_counter() - t0, 3)
+        frames, height, width = video.frames.shape[:3]
+        result = Result(video_id=item.video_id, status="succeeded", attempt=item.attempt, seed=video.seed,
+                        timings=timings, gpu=gpu, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                        num_frames=frames, width=width, height=height, fps=item.fps)
+        write_result(store, item, result)  # last: its presence means the outputs are complete
+        logger.info("item done", extra=log.kv(**ctx, timings=timings, bytes=len(data)))
+        return result
+    except torch.OutOfMemoryError as e:
+        for w in workers:
+            free_memory(w.device)
+        return run.fail("cuda_oom", f"out of GPU memory on {ctx['devices']}: {e}", retryable=True,
+                        timings=timings, gpu=gpu)
+    except StorageUnavailable as e:
+        return run.fail("storage_unavailable", str(e), retryable=True, timings=timings, gpu=gpu)
+    except (StorageError, JobImageError) as e:
+        return run.fail(getattr(e, "code", "storage_error"), str(e), retryable=True, timings=timings, gpu=gpu)
+    except Exception as e:  # an unknown fault; a fresh pod may well succeed, and the retry budget bounds it
+        logger.exception("item crashed", extra=log.kv(**ctx))
+        return run.fail("internal_error", f"{type(e).__name__}: {e}", retryable=True, timings=timings, gpu=gpu)
+
+
+def schedule(items: list[Item], workers: list) -> list[tuple[Item, list]]:
+    """Which workers each item uses: all of them for a lone item (split guidance), else one each."""
+    if len(items) == 1:
+        return [(items[0], workers[:2])]
+    return [(item, [workers[i % len(workers)]]) for i, item in enumerate(items)]
+
+
+def run_items(store: ObjectStore, items: list[Item], workers: list, load_seconds: float, outcome: Outcome) -> None:
+    """One item per device at a time (a shared queue), or one item over two devices."""
+    if len(items) == 1 or len(workers) == 1:
+        for item, used in schedule(items, workers):
+            outcome.add(process_item(store, item, used, load_seconds))
+        return
+    todo: queue.Queue[Item] = queue.Queue()
+    for item in items:
+        todo.put(item)
+
+    def drain(worker) -> None:
+        while True:
+            try:
+                item = todo.get_nowait()
+            except queue.Empty:
+                return
+            outcome.add(process_item(store, item, [worker], load_seconds))
+
+    futures = [w.executor.submit(drain, w) for w in workers]
+    for f in futures:
+        f.result()
+
+
+def run(settings: Settings) -> ExitCode:
+    """Process this pod's items; return the exit code."""
+    # 1. Manifest.
+    store = open_store(settings.storage_url)
+    manifest = read_manifest(store, settings.manifest_key)
+    mine = manifest.items_for(settings.index)
+    logger.info("manifest read", extra=log.kv(job=manifest.job_name, index=settings.index, items=len(mine)))
+    outcome = Outcome()
+
+    # 2. Skip what is finished.
+    pending = []
+    for item in mine:
+        if _already_final(store, item):
+            logger.info("item already final, skipped", extra=log.kv(video_id=item.video_id))
+        else:
+            pending.append(item)
+
+    # 3. Validate before any weight: numbers first, then the model folder and T5 token counts.
+    by_model: dict[str, list[Item]] = {}
+    for item in pending:
+        if problems := check_item(item):
+            outcome.add(ItemRun(store, item).fail(ValidationError.code, "; ".join(problems), retryable=False))
+        else:
+            by_model.setdefault(item.model, []).append(item)
+    folders = {name: check_model_folder(model_path(settings.model_dir, name)) for name in by_model}
+
+    for name, items in by_model.items():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(folders[name] / "tokenizer")
+        runnable = []
+        for item in items:
+            if problems := check_item(item, tokenizer):
+                outcome.add(ItemRun(store, item).fail(ValidationError.code, "; ".join(problems), retryable=False))
+            else:
+                runnable.append(item)
+        if not runnable:
+            continue
+
+        # 4. Load once per device, 5-6. generate and publish.
+        from jobimage.generate import free_memory, load_workers, parse_devices
+
+        devices = parse_devices(settings.devices)
+        for item in runnable:
+            ItemRun(store, item).progress("loading")
+        t0 = time.perf_counter()
+        workers = load_workers(folders[name], devices)
+        load_seconds = time.perf_counter() - t0
+        logger.info("model loaded", extra=log.kv(model=name, devices=[str(d) for d in devices],
+                                                 gpu=workers[0].gpu, seconds=round(load_seconds, 2)))
+        try:
+            run_items(store, runnable, workers, load_seconds, outcome)
+        finally:
+            for w in workers:
+                w.close()
+            del workers
+            free_memory()
+    code = outcome.exit_code()
+    logger.info("job finished", extra=log.kv(exit_code=int(code), items=len(mine), skipped=len(mine) - len(pending),
+                                             failed=sum(r.status != "succeeded" for r in outcome.results.values())))
+    return code
+
+
+def main(env: Mapping[str, str] | None = None) -> int:
+    """`python -m jobimage`: run with the process environment and return the exit code."""
+    log.setup()
+    env = os.environ if env is None else env
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from T2V_MODEL_DIR only, never the network
+    try:
+        return int(run(Settings.from_env(env)))
+    except SetupError as e:
+        print(f"t2v job: {e}", file=sys.stderr)
+        logger.error("setup error", extra=log.kv(error=str(e)))
+        return int(ExitCode.BAD_SETUP)
+    except ObjectNotFound as e:
+        print(f"t2v job: manifest not found: {e}", file=sys.stderr)
+        return int(ExitCode.BAD_SETUP)
+    except StorageUnavailable as e:
+        logger.error("storage unavailable", extra=log.kv(error=str(e)))
+        return int(ExitCode.RETRYABLE)
+    except ManifestError as e:
+        print(f"t2v job: bad manifest: {e}", file=sys.stderr)
+        return int(ExitCode.BAD_SETUP)
+    except (StorageError, ContractError) as e:
+        logger.error("storage error", extra=log.kv(error=str(e)))
+        return int(ExitCode.RETRYABLE)
+    except Exception:
+        logger.exception("job crashed")
+        try:
+            import torch
+
+            if isinstance(sys.exc_info()[1], torch.OutOfMemoryError):
+                return int(ExitCode.RETRYABLE)
+        except ImportError:
+            pass
+        return int(ExitCode.RETRYABLE)
