@@ -28,6 +28,22 @@ def _error(status: int, message: str, *, type_: str, param: str | None = None, c
                         status_code=status, headers=headers)
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 names only the first route's)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE and getattr(route, "methods", None):
+            probe = {**request.scope}
+            for m in route.methods:
+                probe["method"] = m
+                if route.matches(probe)[0] == Match.FULL:
+                    methods.add(m)
+    return sorted(methods)
+
+
 def ensure_default_tenant(db_url: str) -> None:
     """The tenant of requests without an API key: no limits, its own webhook secret."""
     with session_for(db_url) as s:
@@ -70,10 +86,12 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route for {request.method} {request.url.path}"
-        elif exc.status_code == 405:
-            message = f"method {request.method} is not allowed on {request.url.path}"
-        return _error(exc.status_code, message, type_=type_, code=str(exc.status_code),
-                      headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            allowed = _allowed_methods(request)
+            message = f"method {request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}"
+            headers = {"Allow": ", ".join(allowed)}
+        return _error(exc.status_code, message, type_=type_, code=str(exc.status_code), headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -120,7 +120,8 @@ def page(session: Session, model: type, *, tenant: str | None, after: str | None
     if after:
         cursor = session.exec(select(model.seq).where(model.id == after)).first()
         if cursor is None:
-            raise InvalidParam(f"after={after!r} is not the id of an item in this list", param="after")
+            raise NotFound(f"after={after!r} is not the id of an item in this list", param="after",
+                           code="cursor_not_found")
         stmt = stmt.where(model.seq < cursor if order == "desc" else model.seq > cursor)
     stmt = stmt.order_by(model.seq.desc() if order == "desc" else model.seq.asc()).limit(limit + 1)
     rows = list(session.exec(stmt))

@@ -40,7 +40,7 @@ def read_rows(data: bytes) -> list[dict[str, str]]:
 
 
 def validate_rows(rows: list[dict[str, Any]], *, default_model: str, models: list[str],
-                  max_rows: int) -> list[VideoSpec]:
+                  max_rows: int, strict: bool = False) -> list[VideoSpec]:
     """Validate every row; raise InvalidCSV listing all bad rows (1 = first data row)."""
     if not rows:
         raise InvalidParam("the batch has no rows", param="file")
@@ -53,7 +53,7 @@ def validate_rows(rows: list[dict[str, Any]], *, default_model: str, models: lis
             continue
         clean = {k: v for k, v in row.items() if v not in (None, "")}
         try:
-            spec, _ = parse_video(clean, default_model=default_model, models=models)
+            spec, _ = parse_video(clean, default_model=default_model, models=models, strict=strict)
             specs.append(spec)
         except APIError as e:
             bad.append({"row": n, "param": e.param, "message": e.message})

@@ -18,8 +18,6 @@ from webapp.errors import InvalidParam
 FPS = 30
 NATIVE_SIZE = (848, 480)
 MIN_FRAMES, MAX_FRAMES = 7, 163
-MAX_PIXELS = NATIVE_SIZE[0] * NATIVE_SIZE[1]
-MIN_SIDE, MAX_SIDE = 128, 1280
 MAX_PROMPT_CHARS = 2000
 MAX_STEPS = 200
 MAX_GUIDANCE = 20.0
@@ -35,6 +33,8 @@ FIELDS = ("prompt", "model", "seconds", "num_frames", "size", "seed", "negative_
           "num_inference_steps", "guidance_scale", "metadata")
 
 ALLOWED_FRAMES = tuple(range(MIN_FRAMES, MAX_FRAMES + 1, 6))
+# Seconds as text: a plain decimal in (0, 5.43] (OpenAI sends strings such as "4").
+SECONDS_PATTERN = r"^(0?\.[0-9]*[1-9][0-9]*|0*[1-4](\.[0-9]+)?|0*5(\.([0-3][0-9]*|4|4[0-2][0-9]*|430*)?)?)$"
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,8 @@ def _blank(v: Any) -> bool:
     return v is None or (isinstance(v, str) and v.strip() == "")
 
 
-def _number(field: str, v: Any, kind: type) -> float | int:
-    if isinstance(v, bool):
+def _number(field: str, v: Any, kind: type, strict: bool = False) -> float | int:
+    if isinstance(v, bool) or (strict and isinstance(v, str)):
         raise InvalidParam(f"{field} must be a number, got {v!r}", param=field)
     try:
         n = kind(v) if not (kind is int and isinstance(v, str) and not re.fullmatch(r"\s*-?\d+\s*", v)) else None
@@ -89,23 +89,26 @@ def _number(field: str, v: Any, kind: type) -> float | int:
     return n
 
 
+# 848x480 is what Mochi was trained on; the others keep sides multiples of 16 (8x VAE, 2x2 patches)
+# and at most as many pixels, so memory stays bounded. Quality is best at the native size.
+SIZES = ("848x480", "480x848", "640x480", "480x640", "576x576", "640x352", "352x640", "256x144", "144x256")
+
+
 def parse_size(v: Any) -> tuple[int, int]:
-    """'848x480' -> (848, 480); sides multiple of 16, at most 848x480 pixels."""
-    m = re.fullmatch(r"\s*(\d{2,5})\s*[xX×]\s*(\d{2,5})\s*", str(v))
-    if not m:
-        raise InvalidParam(f"size must look like '848x480' (WIDTHxHEIGHT), got {v!r}", param="size")
-    w, h = int(m[1]), int(m[2])
-    if w % 16 or h % 16 or not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE) or w * h > MAX_PIXELS:
-        raise InvalidParam(
-            f"size {v!r} is not supported: 848x480 is native; other sizes need both sides multiples of 16 "
-            f"between {MIN_SIDE} and {MAX_SIDE} and at most {MAX_PIXELS} pixels (e.g. 480x848, 640x480)",
-            param="size",
-        )
-    return w, h
+    """'848x480' -> (848, 480), for the sizes in SIZES."""
+    if not isinstance(v, str) or v.strip().lower() not in SIZES:
+        raise InvalidParam(f"size {v!r} is not supported: use 848x480 (native) or one of {', '.join(SIZES[1:])}",
+                           param="size")
+    w, h = v.strip().lower().split("x")
+    return int(w), int(h)
 
 
-def parse_video(raw: dict[str, Any], *, default_model: str, models: list[str]) -> tuple[VideoSpec, bool]:
-    """Validate one request; returns the spec and whether the caller chose the seed."""
+def parse_video(raw: dict[str, Any], *, default_model: str, models: list[str],
+                strict: bool = False) -> tuple[VideoSpec, bool]:
+    """Validate one request; returns the spec and whether the caller chose the seed.
+
+    `strict` (JSON bodies): numbers must be JSON numbers; form fields and CSV cells are text.
+    """
     unknown = sorted(set(raw) - set(FIELDS))
     if unknown:
         raise InvalidParam(f"unknown field {unknown[0]!r}; accepted fields: {', '.join(FIELDS)}", param=unknown[0])
@@ -119,7 +122,7 @@ def parse_video(raw: dict[str, Any], *, default_model: str, models: list[str]) -
     if "\x00" in prompt:
         raise InvalidParam("prompt must not contain NUL characters", param="prompt")
 
-    model = default_model if _blank(raw.get("model")) else str(raw["model"]).strip()
+    model = default_model if raw.get("model") in (None, "") else raw["model"]
     if model not in models:
         raise InvalidParam(f"model {model!r} is not available here; available: {', '.join(models)}", param="model")
     defaults = DEFAULTS.get(model, DEFAULTS["mochi-1-preview"])
@@ -127,25 +130,29 @@ def parse_video(raw: dict[str, Any], *, default_model: str, models: list[str]) -
     if not _blank(raw.get("num_frames")) and not _blank(raw.get("seconds")):
         raise InvalidParam("give seconds or num_frames, not both", param="num_frames")
     if not _blank(raw.get("num_frames")):
-        frames = int(_number("num_frames", raw["num_frames"], int))
+        frames = int(_number("num_frames", raw["num_frames"], int, strict))
         if frames not in ALLOWED_FRAMES:
             raise InvalidParam(
                 f"num_frames {frames} is not allowed: Mochi needs 6k+1 frames between {MIN_FRAMES} and "
                 f"{MAX_FRAMES} (7, 13, 19, ..., 85, ..., 163)", param="num_frames")
     elif not _blank(raw.get("seconds")):
-        secs = float(_number("seconds", raw["seconds"], float))
-        if not 0 < secs <= MAX_FRAMES / FPS + 1e-9:
+        v = raw["seconds"]
+        if isinstance(v, str) and not re.fullmatch(SECONDS_PATTERN, v.strip()):
+            raise InvalidParam(f"seconds must be more than 0 and at most {MAX_FRAMES / FPS:.2f}, got {v!r}",
+                               param="seconds")
+        secs = float(_number("seconds", v, float))
+        if not 0 < secs <= round(MAX_FRAMES / FPS, 2):
             raise InvalidParam(f"seconds must be more than 0 and at most {MAX_FRAMES / FPS:.2f}, got {raw['seconds']!r}",
                                param="seconds")
         frames = frames_for_seconds(secs)
     else:
         frames = defaults["num_frames"]
 
-    width, height = parse_size(raw["size"]) if not _blank(raw.get("size")) else NATIVE_SIZE
+    width, height = parse_size(raw["size"]) if raw.get("size") not in (None, "") else NATIVE_SIZE
 
     seed_given = not _blank(raw.get("seed"))
     if seed_given:
-        seed = int(_number("seed", raw["seed"], int))
+        seed = int(_number("seed", raw["seed"], int, strict))
         if not 0 <= seed <= MAX_SEED:
             raise InvalidParam(f"seed must be between 0 and {MAX_SEED}, got {seed}", param="seed")
     else:
@@ -157,14 +164,14 @@ def parse_video(raw: dict[str, Any], *, default_model: str, models: list[str]) -
 
     steps = defaults["num_inference_steps"]
     if not _blank(raw.get("num_inference_steps")):
-        steps = int(_number("num_inference_steps", raw["num_inference_steps"], int))
+        steps = int(_number("num_inference_steps", raw["num_inference_steps"], int, strict))
         if not 1 <= steps <= MAX_STEPS:
             raise InvalidParam(f"num_inference_steps must be between 1 and {MAX_STEPS}, got {steps}",
                                param="num_inference_steps")
 
     guidance = defaults["guidance_scale"]
     if not _blank(raw.get("guidance_scale")):
-        guidance = float(_number("guidance_scale", raw["guidance_scale"], float))
+        guidance = float(_number("guidance_scale", raw["guidance_scale"], float, strict))
         if not 0 <= guidance <= MAX_GUIDANCE:
             raise InvalidParam(f"guidance_scale must be between 0 and {MAX_GUIDANCE:g}, got {guidance:g}",
                                param="guidance_scale")
@@ -195,6 +202,35 @@ def parse_metadata(v: Any) -> dict[str, str]:
                                param="metadata")
         out[k] = val
     return out
+
+
+def video_json_schema(*, models: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """The JSON schema of a video request: exactly what `parse_video` accepts (checked by fuzzing)."""
+    text = "^[^\\x00]*\\S[^\\x00]*$"
+    return {
+        "type": "object",
+        "required": ["prompt"],
+        "additionalProperties": False,
+        "not": {"required": ["seconds", "num_frames"]},
+        "properties": {
+            "prompt": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS, "pattern": text},
+            "model": {"type": "string", "enum": list(models)},
+            "seconds": {"oneOf": [
+                {"type": "number", "exclusiveMinimum": 0, "maximum": round(MAX_FRAMES / FPS, 2)},
+                {"type": "string", "pattern": SECONDS_PATTERN}],
+                "description": f"Duration; rounded to Mochi's 6k+1 frames at {FPS} fps (at most {MAX_FRAMES / FPS:.2f})."},
+            "num_frames": {"type": "integer", "enum": list(ALLOWED_FRAMES),
+                           "description": "6k+1 between 7 and 163; give this or seconds."},
+            "size": {"type": "string", "enum": list(SIZES), "description": "WIDTHxHEIGHT; 848x480 is native."},
+            "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
+            "negative_prompt": {"type": "string", "maxLength": MAX_PROMPT_CHARS, "pattern": "^[^\\x00]*$"},
+            "num_inference_steps": {"type": "integer", "minimum": 1, "maximum": MAX_STEPS},
+            "guidance_scale": {"type": "number", "minimum": 0, "maximum": MAX_GUIDANCE},
+            "metadata": {"type": "object", "maxProperties": MAX_METADATA_KEYS,
+                         "propertyNames": {"minLength": 1, "maxLength": 64},
+                         "additionalProperties": {"type": "string", "maxLength": 512}},
+        },
+    }
 
 
 def estimated_gpu_seconds(*, num_frames: int, width: int, height: int, steps: int, guidance: float,

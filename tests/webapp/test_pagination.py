@@ -30,7 +30,7 @@ def test_limit_bounds_and_bad_cursor(client: TestClient) -> None:
         r = client.get("/v1/videos", params={"limit": bad})
         assert r.status_code == 400 and r.json()["error"]["param"] == "limit"
     r = client.get("/v1/videos", params={"after": "video_nope"})
-    assert r.status_code == 400 and r.json()["error"]["param"] == "after"
+    assert r.status_code == 404 and r.json()["error"]["param"] == "after"
     r = client.get("/v1/videos", params={"status": "running"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "status"
 

@@ -159,3 +159,31 @@ def test_health_ready_metrics_openapi(client: TestClient) -> None:
 
 def test_unknown_route_has_error_body(client: TestClient) -> None:
     assert_error(client.get("/v1/nothing"), 404, None, "no route")
+
+
+@pytest.mark.parametrize("prompt", ["🦊 in ❄️", "שועל בשלג", "e\u0301\u0301\u0301 combining", "\u202eevil\u202c",
+                                    "中文提示" * 400])
+def test_odd_unicode_prompts_round_trip(client: TestClient, prompt: str) -> None:
+    r = client.post("/v1/videos", json={"prompt": prompt})
+    assert r.status_code == 200, r.text
+    assert client.get(f"/v1/videos/{r.json()['id']}").json()["prompt"] == prompt.strip()
+
+
+def test_nul_and_oversized_unicode_prompts_are_refused(client: TestClient) -> None:
+    assert_error(client.post("/v1/videos", json={"prompt": "a\x00b"}), 400, "prompt", "NUL")
+    assert_error(client.post("/v1/videos", json={"prompt": "狐" * 2001}), 400, "prompt", "2001")
+
+
+def test_sql_looking_filters_are_just_values(client: TestClient) -> None:
+    create(client)
+    r = client.get("/v1/videos", params={"batch_id": "' OR 1=1 --"})
+    assert r.status_code == 200 and r.json()["data"] == []
+    r = client.get("/v1/videos", params={"status": "queued' OR '1'='1"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "status"
+    assert len(client.get("/v1/videos").json()["data"]) == 1
+
+
+def test_json_numbers_must_be_numbers_but_forms_are_text(client: TestClient) -> None:
+    assert_error(client.post("/v1/videos", json={"prompt": "p", "num_frames": "13"}), 400, "num_frames", "'13'")
+    r = client.post("/v1/videos", data={"prompt": "p", "num_frames": "13"})
+    assert r.status_code == 200 and r.json()["num_frames"] == 13

@@ -21,13 +21,13 @@ from jobcontract.records import video_keys
 from jobcontract.storage import ObjectStore
 from webapp import crud, presenters
 from webapp.api.body import read_limited
-from webapp.catalog import available_models
+from webapp.catalog import KNOWN_MODELS, available_models
 from webapp.csvfile import read_rows, validate_rows
 from webapp.deps import CallerDep, SessionDep, SettingsDep, StoreDep
 from webapp.errors import InvalidParam, NotFound, TooLarge, UnsupportedMediaType
 from webapp.models import Batch, BatchList, BatchPublic, ErrorResponse
 from webapp.outbox import check_webhook_url, deliveries, delivery_public
-from webapp.params import parse_metadata
+from webapp.params import parse_metadata, video_json_schema
 from webapp.status import VideoStatus
 from webapp.submit import batch_videos, body_hash, submit_batch
 
@@ -39,7 +39,8 @@ ERRORS = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 409: {"m
 BATCH_SCHEMA = {
     "type": "object", "required": ["videos"],
     "properties": {
-        "videos": {"type": "array", "items": {"type": "object"}, "description": "Video create requests."},
+        "videos": {"type": "array", "minItems": 1, "items": video_json_schema(models=KNOWN_MODELS),
+                   "description": "Video create requests (fields as POST /v1/videos)."},
         "name": {"type": "string", "maxLength": 256},
         "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
         "webhook_url": {"type": "string", "format": "uri"},
@@ -103,8 +104,9 @@ async def create_batch(request: Request, session: SessionDep, settings: Settings
                        ) -> BatchPublic:
     """Validate every row first; a bad row rejects the whole batch with all bad rows listed."""
     rows, name, metadata, digest, webhook_url = await _parse(request, settings.max_upload_bytes)
+    is_json = request.headers.get("content-type", "").split(";")[0].strip().lower() in ("application/json", "")
     specs = validate_rows(rows, default_model=settings.model, models=available_models(settings),
-                          max_rows=settings.max_batch_rows)
+                          max_rows=settings.max_batch_rows, strict=is_json)
 
     def write() -> BatchPublic:
         batch, _ = submit_batch(session, specs=specs, tenant=caller.tenant, settings=settings, name=name,

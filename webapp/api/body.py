@@ -23,8 +23,8 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-async def json_or_form(request: Request, limit: int) -> dict[str, Any]:
-    """A JSON object body, or urlencoded/multipart form fields, as a dict."""
+async def json_or_form(request: Request, limit: int) -> tuple[dict[str, Any], bool]:
+    """A JSON object body, or urlencoded/multipart form fields, as a dict; and whether it was JSON."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype in ("application/json", "") or ctype.endswith("+json"):
         raw = await read_limited(request, limit)
@@ -34,12 +34,12 @@ async def json_or_form(request: Request, limit: int) -> dict[str, Any]:
             raise InvalidParam(f"request body is not valid JSON: {e}", param="body") from e
         if not isinstance(data, dict):
             raise InvalidParam(f"request body must be a JSON object, got {type(data).__name__}", param="body")
-        return data
+        return data, True
     if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise TooLarge(f"request body is {declared} bytes; the limit is {limit}", param="body")
         form = await request.form()
-        return {k: v for k, v in form.items() if isinstance(v, str)}
+        return {k: v for k, v in form.items() if isinstance(v, str)}, False
     raise UnsupportedMediaType(
         f"content type {ctype!r} is not supported; send application/json or form fields", param="Content-Type")

@@ -14,12 +14,12 @@ from jobcontract.errors import ObjectNotFound
 from jobcontract.records import video_keys
 from webapp import crud, presenters
 from webapp.api.body import json_or_form
-from webapp.catalog import available_models
+from webapp.catalog import KNOWN_MODELS, available_models
 from webapp.deps import CallerDep, SessionDep, SettingsDep, StoreDep
 from webapp.errors import Conflict, NotFound, RangeNotSatisfiable
 from webapp.models import ErrorResponse, Video, VideoDeleted, VideoList, VideoPublic
 from webapp.outbox import check_webhook_url, deliveries, delivery_public
-from webapp.params import parse_video
+from webapp.params import parse_video, video_json_schema
 from webapp.status import VideoStatus
 from webapp.submit import submit_video
 
@@ -28,25 +28,10 @@ router = APIRouter(prefix="/v1/videos", tags=["videos"])
 ERRORS = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 409: {"model": ErrorResponse},
           413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}}
 ID_PATTERN = r"^video_[0-9a-z]{1,40}$"
-CREATE_SCHEMA = {
-    "type": "object",
-    "required": ["prompt"],
-    "properties": {
-        "prompt": {"type": "string", "maxLength": 2000},
-        "model": {"type": "string", "enum": ["mochi-1-preview", "tiny"]},
-        "seconds": {"oneOf": [{"type": "string"}, {"type": "number"}],
-                    "description": "Duration; rounded to Mochi's 6k+1 frames at 30 fps (at most 5.43)."},
-        "num_frames": {"type": "integer", "description": "6k+1 between 7 and 163; give this or seconds."},
-        "size": {"type": "string", "description": "WIDTHxHEIGHT; 848x480 native, sides multiples of 16."},
-        "seed": {"type": "integer", "minimum": 0},
-        "negative_prompt": {"type": "string"},
-        "num_inference_steps": {"type": "integer", "minimum": 1, "maximum": 200},
-        "guidance_scale": {"type": "number", "minimum": 0, "maximum": 20},
-        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
-        "webhook_url": {"type": "string", "format": "uri",
-                        "description": "POSTed the video object (Standard Webhooks signature) when it ends."},
-    },
-}
+CREATE_SCHEMA = video_json_schema(models=KNOWN_MODELS)
+CREATE_SCHEMA["properties"]["webhook_url"] = {
+    "type": "string", "format": "uri", "maxLength": 2048,
+    "description": "POSTed the video object (Standard Webhooks signature) when it ends."}
 
 
 def check_id(video_id: str) -> str:
@@ -65,9 +50,10 @@ async def create_video(request: Request, response: Response, session: SessionDep
                        caller: CallerDep,
                        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> VideoPublic:
     """Queue a video; returns at once with status `queued`."""
-    raw = await json_or_form(request, settings.max_upload_bytes)
+    raw, is_json = await json_or_form(request, settings.max_upload_bytes)
     webhook_url = check_webhook_url(raw.pop("webhook_url", None))
-    spec, seed_given = parse_video(raw, default_model=settings.model, models=available_models(settings))
+    spec, seed_given = parse_video(raw, default_model=settings.model, models=available_models(settings),
+                                   strict=is_json)
 
     def write() -> tuple[VideoPublic, bool]:
         video, created = submit_video(session, spec=spec, seed_given=seed_given, tenant=caller.tenant,
