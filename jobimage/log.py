@@ -11,6 +11,18 @@ from typing import Any
 LOGGER_NAME = "jobimage"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at emit time (tests and runners swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 class JsonFormatter(logging.Formatter):
     """Renders `logger.info("msg", extra={"kv": {...}})` as one JSON line."""
 
@@ -36,7 +48,7 @@ def setup(level: int = logging.INFO) -> None:
     """Send jobimage logs to stderr as JSON lines; idempotent."""
     logger = logging.getLogger(LOGGER_NAME)
     if not any(getattr(h, "_t2v", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(JsonFormatter())
         handler._t2v = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

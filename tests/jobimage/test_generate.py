@@ -1,0 +1,53 @@
+"""Generation on CPU devices: split guidance equals single-device guidance; device parsing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from jobimage.generate import decode, denoise, load_workers, parse_devices
+from tests.jobimage.conftest import make_item
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def workers(tiny_folder):
+    ws = load_workers(tiny_folder, [torch.device("cpu"), torch.device("cpu")])
+    yield ws
+    for w in ws:
+        w.close()
+
+
+def test_split_guidance_matches_single_device(workers):
+    item = make_item(prompt="waves crash on rocks at night", negative_prompt="blurry", num_inference_steps=4)
+    single = denoise(item, workers[:1])
+    split = denoise(item, workers)
+    assert single.shape == (1, 12, 2, 8, 12)
+    torch.testing.assert_close(split, single, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(single, denoise(make_item(seed=8, num_inference_steps=4), workers[:1]))
+
+
+def test_without_guidance_one_device_is_used(workers):
+    item = make_item(guidance_scale=1.0, num_inference_steps=2)
+    torch.testing.assert_close(denoise(item, workers), denoise(item, workers[:1]))
+
+
+def test_same_seed_same_frames(workers):
+    item = make_item(num_inference_steps=2)
+    a = decode(workers[0], denoise(item, workers[:1]))
+    b = decode(workers[1], denoise(item, workers[1:]))
+    assert a.shape == (7, 64, 96, 3) and a.dtype.name == "uint8"
+    assert (a == b).all()
+
+
+@pytest.mark.parametrize(("spec", "expected"), [("cpu", ["cpu"]), ("cpu, cpu", ["cpu", "cpu"]),
+                                                ("cuda:0,cuda:1", ["cuda:0", "cuda:1"])])
+def test_parse_devices(spec, expected):
+    assert [str(d) for d in parse_devices(spec)] == expected
+
+
+def test_default_devices_without_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("has a GPU")
+    assert [str(d) for d in parse_devices(None)] == ["cpu"]
