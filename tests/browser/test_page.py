@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -220,31 +221,42 @@ def test_api_key_is_sent_as_bearer(idle_web: Server, open_page) -> None:
     assert page.evaluate("localStorage.getItem('t2v.apiKey')") is None
 
 
+def wait_terminal(page, selector: str, seconds: float = 300, on_running=None) -> set[int]:
+    """Wait until the element reaches a terminal status; returns the progress values seen on the way."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        el = page.locator(selector)
+        status = el.get_attribute("data-status")
+        if status == "in_progress":
+            seen.add(int(el.get_attribute("data-progress") or 0))
+            if on_running:
+                on_running()
+                on_running = None
+        if status in ("completed", "failed", "cancelled"):
+            return seen
+        page.wait_for_timeout(200)
+    raise AssertionError(f"{selector} did not finish in {seconds} s: {page.locator(selector).inner_text()}")
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not has_generator(), reason="the job image (python -m jobimage) is not in this checkout yet")
-def test_submit_completes_and_plays(web: Server, open_page, shot) -> None:
+def test_submit_completes_and_plays_then_batch_zip(web: Server, open_page, shot, tmp_path: Path) -> None:
     page, _ = open_page()
     page.goto(web.url + "/")
     page.get_by_label("Prompt", exact=True).fill("A paper boat drifting down a rainy street")
     page.get_by_text("Advanced").click()
     page.locator("input[name=num_frames]").fill("7")
-    page.locator("input[name=num_inference_steps]").fill("2")
+    page.locator("input[name=num_inference_steps]").fill("6")
     page.get_by_role("button", name="Generate").click()
     row = first_row(page)
     row.wait_for()
     vid = row_id(row)
-    saw_running = False
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        status = page.locator(f"#video-{vid}").get_attribute("data-status")
-        if status == "in_progress" and not saw_running:
-            saw_running = True
-            shot(page, "10-running-real", full_page=False)
-        if status in ("completed", "failed", "cancelled"):
-            break
-        page.wait_for_timeout(250)
+    progress = wait_terminal(page, f"#video-{vid}",
+                             on_running=lambda: shot(page, "10-running-real", full_page=False))
     row = page.locator(f"#video-{vid}")
     assert row.get_attribute("data-status") == "completed", row.inner_text()
+    assert any(0 < p < 100 for p in progress), f"the bar never moved between 0 and 100: {sorted(progress)}"
     video = row.locator("video")
     duration = video.evaluate("""v => new Promise((ok, no) => {
         if (v.readyState >= 1) return ok(v.duration);
@@ -260,5 +272,24 @@ def test_submit_completes_and_plays(web: Server, open_page, shot) -> None:
     polls = polls_of(page, vid)
     page.wait_for_timeout(4000)
     assert polls == [], "a completed row must not poll"
-    shot(page, "11-completed")
     assert re.search(r"took \d+", row.inner_text())
+    shot(page, "11-completed")
+
+    csv_file = tmp_path / "two.csv"
+    csv_file.write_text("prompt,num_frames,num_inference_steps,seed\nrain on a window,7,2,1\nsnow on a roof,7,2,2\n")
+    page.locator("#csv-file").set_input_files(str(csv_file))
+    page.get_by_role("button", name="Upload").click()
+    card = page.locator("#batch-list > article.batch").first
+    card.wait_for()
+    batch_id = card.get_attribute("id").removeprefix("batch-")
+    wait_terminal(page, f"#batch-{batch_id}")
+    card = page.locator(f"#batch-{batch_id}")
+    assert card.get_attribute("data-status") == "completed" and "2 done" in card.inner_text()
+    with page.expect_download() as download:
+        card.get_by_role("link", name=re.compile("Download zip")).click()
+    path = download.value.path()
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        assert names[0] == "index.csv" and len(names) == 3 and all(n.endswith(".mp4") for n in names[1:])
+        assert all(zf.read(n)[4:8] == b"ftyp" for n in names[1:])
+    shot(page, "12-batch-done")
