@@ -13,7 +13,8 @@ SIZE_MULTIPLE = 16  # VAE spatial factor 8 x transformer patch 2
 MIN_FRAMES, MAX_FRAMES = 7, 163  # 163 is the released model's longest clip (5.4 s at 30 fps)
 MIN_SIDE, MAX_SIDE = 64, 1280
 MAX_PIXELS = 848 * 480  # the native size; larger frames are out of distribution and memory
-MIN_STEPS, MAX_STEPS = 1, 200
+# Two at least: diffusers' linear_quadratic_schedule (Mochi's sigmas) divides by zero for one step.
+MIN_STEPS, MAX_STEPS = 2, 200
 MIN_GUIDANCE, MAX_GUIDANCE = 0.0, 20.0
 MIN_FPS, MAX_FPS = 1, 60
 MAX_SEQUENCE_LENGTH = 256  # MochiPipeline max_sequence_length: T5 tokens incl. </s>

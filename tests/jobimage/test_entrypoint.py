@@ -14,7 +14,7 @@ import torch
 from jobcontract.records import ExitCode, read_progress, read_result
 from jobcontract.storage import LocalStore
 from jobimage import entrypoint
-from jobimage.entrypoint import main, schedule
+from jobimage.entrypoint import main, plan
 from tests.jobimage.conftest import job_env, make_item
 
 pytestmark = pytest.mark.slow
@@ -129,13 +129,30 @@ def test_single_item_splits_guidance_over_two_devices(store, model_dir, monkeypa
     assert decode(store, "solo")[0] == 7
 
 
-def test_schedule_is_one_item_per_device_or_split():
-    workers = ["gpu0", "gpu1"]
-    one = [make_item(video_id="a")]
-    assert schedule(one, workers) == [(one[0], workers)]
-    three = [make_item(video_id=v) for v in "abc"]
-    assert [w for _, w in schedule(three, workers)] == [["gpu0"], ["gpu1"], ["gpu0"]]
-    assert schedule(one, ["cpu"]) == [(one[0], ["cpu"])]
+@pytest.mark.parametrize(("n_items", "n_workers", "queued", "split"), [
+    (1, 2, 0, True), (2, 2, 2, False), (3, 2, 2, True), (4, 2, 4, False), (3, 1, 3, False), (1, 1, 1, False),
+    (5, 4, 4, True), (6, 4, 6, False),
+], ids=lambda v: str(v))
+def test_plan_queues_items_and_splits_a_leftover(n_items, n_workers, queued, split):
+    items = [make_item(video_id=f"v{i}") for i in range(n_items)]
+    q, s = plan(items, [f"w{i}" for i in range(n_workers)])
+    assert q == items[:queued] and (s is items[-1] if split else s is None)
+
+
+def test_three_items_on_two_devices_pair_then_split(store, model_dir, monkeypatch):
+    import jobimage.generate as gen
+
+    used = {}
+    real = gen.generate
+
+    def spy(item, workers, on_progress=None):
+        used[item.video_id] = len(workers)
+        return real(item, workers, on_progress)
+
+    monkeypatch.setattr(gen, "generate", spy)
+    items = [make_item(video_id=v, num_inference_steps=2) for v in ("a", "b", "c")]
+    assert main(job_env(store, model_dir, items, devices="cpu,cpu")) == ExitCode.OK
+    assert used == {"a": 1, "b": 1, "c": 2}
 
 
 @pytest.mark.parametrize(("env_change", "stderr_has"), [
