@@ -293,3 +293,40 @@ def test_submit_completes_and_plays_then_batch_zip(web: Server, open_page, shot,
         assert names[0] == "index.csv" and len(names) == 3 and all(n.endswith(".mp4") for n in names[1:])
         assert all(zf.read(n)[4:8] == b"ftyp" for n in names[1:])
     shot(page, "12-batch-done")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not has_generator(), reason="the job image (python -m jobimage) is not in this checkout yet")
+def test_with_api_keys_required_the_page_plays_and_downloads(server_factory, open_page, shot) -> None:
+    web = server_factory(env={"T2V_HTMX_SOURCE": "local", "T2V_AUTH_REQUIRED": "true"})
+    with session_for(db_url(web)) as s:
+        _, token = create_key(s, tenant="acme")
+    page, console = open_page()
+    page.goto(web.url + "/")
+    assert page.locator("#key-box").get_attribute("open") is not None  # the shell asks for a key first
+    page.evaluate("k => localStorage.setItem('t2v.apiKey', k)", token)
+    page.reload()
+    page.get_by_text("No videos yet").wait_for()
+    page.get_by_label("Prompt", exact=True).fill("A kite over a beach")
+    page.get_by_text("Advanced").click()
+    page.locator("input[name=num_frames]").fill("7")
+    page.locator("input[name=num_inference_steps]").fill("2")
+    page.get_by_role("button", name="Generate").click()
+    row = first_row(page)
+    row.wait_for()
+    vid = row_id(row)
+    wait_terminal(page, f"#video-{vid}")
+    video = page.locator(f"#video-{vid} video")
+    duration = video.evaluate("""v => new Promise((ok, no) => {
+        const done = () => ok(v.duration);
+        if (v.readyState >= 1) return done();
+        v.addEventListener('loadedmetadata', done);
+        v.addEventListener('error', () => no(new Error('video error')));
+    })""")
+    assert duration > 0 and video.evaluate("v => v.src.startsWith('blob:')")
+    with page.expect_download() as download:
+        page.locator(f"#download-{vid}").click()
+    assert Path(download.value.path()).read_bytes()[4:8] == b"ftyp"
+    assert httpx.get(f"{web.url}/v1/videos/{vid}/content").status_code == 401
+    page.get_by_text("API key").first.click()
+    shot(page, "13-with-api-key")

@@ -41,7 +41,7 @@ PAGE_SIZE = 20
 POLL_QUEUED = "2s"
 POLL_RUNNING = "1s"
 POLL_BATCH = "2s"
-POLL_QUEUE = "3s"
+POLL_QUEUE = "2s"
 SIZES = ("848x480", "480x848", "640x480", "480x640", "512x512")
 
 router = APIRouter(include_in_schema=False)

@@ -10,7 +10,11 @@
   // Every htmx request carries the key, so the page keeps working once API-key auth is on.
   document.addEventListener("htmx:configRequest", function (e) {
     var key = storedKey();
-    if (key) { e.detail.headers["Authorization"] = "Bearer " + key; }
+    if (key) {
+      e.detail.headers["Authorization"] = "Bearer " + key;
+    } else if (e.detail.elt.hasAttribute("data-needs-key")) {
+      e.preventDefault();  // the server requires a key and none is stored: asking would only get a 401
+    }
   });
 
   document.addEventListener("DOMContentLoaded", function () {
@@ -24,6 +28,8 @@
     }
     input.value = storedKey();
     show();
+    var box = document.getElementById("key-box");
+    if (box && storedKey()) { box.open = false; }  // the server cannot know a key is stored here
     form.addEventListener("submit", function (e) {
       e.preventDefault();
       try { window.localStorage.setItem(KEY, input.value.trim()); } catch (err) { state.textContent = "This browser blocks storage."; return; }
@@ -61,6 +67,54 @@
     } else {
       done("Seed " + text);
     }
+  });
+
+  // Media and downloads where keys are required: a <video> or a plain link cannot send the header,
+  // so fetch the file with it and hand the browser a blob URL.
+  function authBlob(url) {
+    return fetch(url, { headers: { "Authorization": "Bearer " + storedKey() } }).then(function (r) {
+      if (!r.ok) { throw new Error("HTTP " + r.status + " for " + url); }
+      return r.blob();
+    });
+  }
+
+  function loadMedia(root) {
+    if (!root.querySelectorAll || !storedKey()) { return; }
+    var videos = root.querySelectorAll("video[data-src]");
+    for (var i = 0; i < videos.length; i++) {
+      (function (v) {
+        var src = v.getAttribute("data-src");
+        var poster = v.getAttribute("data-poster");
+        v.removeAttribute("data-src");
+        if (poster) {
+          authBlob(poster).then(function (b) { v.poster = URL.createObjectURL(b); }, function () { /* no thumbnail */ });
+        }
+        authBlob(src).then(function (b) { v.src = URL.createObjectURL(b); }, function () {
+          v.insertAdjacentHTML("afterend", '<p class="placeholder">Could not load: check the API key</p>');
+        });
+      })(videos[i]);
+    }
+  }
+
+  document.addEventListener("htmx:load", function (e) { loadMedia(e.detail.elt); });
+
+  document.addEventListener("click", function (e) {
+    var link = e.target.closest && e.target.closest("a[data-auth-download]");
+    if (!link || !storedKey()) { return; }
+    e.preventDefault();
+    authBlob(link.href).then(function (b) {
+      var url = URL.createObjectURL(b);
+      var a = document.createElement("a");
+      a.href = url;
+      a.download = link.getAttribute("download") || "";
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      window.setTimeout(function () { URL.revokeObjectURL(url); }, 60000);
+    }, function () {
+      var box = document.getElementById("key-box");
+      if (box) { box.open = true; }
+    });
   });
 
   // Ctrl/Cmd+Enter in the form submits it.
