@@ -106,6 +106,11 @@ def test_failed_video_shows_the_error_in_plain_words(idle_web: Server, open_page
     page.locator(f"#video-{vid}[data-status=failed]").wait_for()
     assert "ran out of memory" in page.locator(f"#video-{vid} .failure").inner_text()
     shot(page, "05-failed")
+    httpx.post(f"{idle_web.url}/v1/batches", json={"name": "evening set", "videos": [{"prompt": "dusk"}]})
+    dark, _ = open_page(color_scheme="dark")
+    dark.goto(idle_web.url + "/")
+    dark.locator(f"#video-{vid}[data-status=failed]").wait_for()
+    shot(dark, "05-failed-dark")
 
 
 def test_csv_bad_rows_then_a_good_file(idle_web: Server, open_page, shot, tmp_path: Path) -> None:
@@ -175,6 +180,13 @@ def test_phone_width_and_keyboard(idle_web: Server, open_page, shot) -> None:
     page.keyboard.type("Typed with the keyboard only")
     page.keyboard.press("Control+Enter")
     page.get_by_text("Typed with the keyboard only").wait_for()
+    # Focus survives the row's polling swaps (htmx restores it by id).
+    vid = row_id(first_row(page))
+    page.locator(f"#cancel-{vid}").focus()
+    polls = polls_of(page, vid)
+    page.wait_for_timeout(4500)
+    assert polls, "the queued row should have polled meanwhile"
+    assert page.evaluate("document.activeElement.id") == f"cancel-{vid}"
     # Tab from the prompt reaches the advanced toggle, then the submit button.
     page.locator("#prompt").focus()
     page.keyboard.press("Tab")

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
 from jobcontract.records import video_keys
@@ -42,6 +42,8 @@ POLL_QUEUED = "2s"
 POLL_RUNNING = "1s"
 POLL_BATCH = "2s"
 POLL_QUEUE = "2s"
+# Completed videos whose run time calibrates the "starts in about" estimate.
+RUNTIME_SAMPLE = 20
 SIZES = ("848x480", "480x848", "640x480", "480x640", "512x512")
 
 router = APIRouter(include_in_schema=False)
@@ -65,7 +67,7 @@ def _duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
     s = max(0, int(math.ceil(seconds)))
-    if s < 90:
+    if s < 120:
         return f"{s} s"
     if s < 5400:
         return f"{round(s / 60)} min"
@@ -97,19 +99,36 @@ def _slots(queue: QueuePublic) -> int:
     return queue.slots.total or max(1, queue.slots.in_use)
 
 
-def _starts_in(video: VideoPublic, queue: QueuePublic) -> float | None:
-    """Rough wait before a queued video starts: whole rounds of the runner slots ahead of it."""
+def _starts_in(video: VideoPublic, queue: QueuePublic, runtimes: dict[str, float]) -> float | None:
+    """Rough wait before a queued video starts: whole rounds of the runner slots ahead of it, each as long
+    as recent videos of its model took here (the cost model's guess until there are any)."""
     if video.status != VideoStatus.queued or not video.queue_position:
         return None
     slots = _slots(queue)
     busy = queue.slots.in_use >= slots
     rounds = (video.queue_position - 1) // slots + (1 if busy else 0)
-    return rounds * video.estimated_gpu_seconds
+    return rounds * runtimes.get(video.model, video.estimated_gpu_seconds)
 
 
-def _row_context(videos: list[VideoPublic], queue: QueuePublic) -> dict[str, Any]:
-    return {"videos": videos, "starts_in": {v.id: _starts_in(v, queue) for v in videos},
+def _row_context(videos: list[VideoPublic], queue: QueuePublic, runtimes: dict[str, float] | None = None
+                 ) -> dict[str, Any]:
+    runtimes = runtimes or {}
+    return {"videos": videos, "starts_in": {v.id: _starts_in(v, queue, runtimes) for v in videos},
             "poll": {"queued": POLL_QUEUED, "in_progress": POLL_RUNNING}}
+
+
+def _runtimes(session: Session, videos: list[VideoPublic]) -> dict[str, float]:
+    """Mean run time of the last completed videos per model, for the models of queued `videos`."""
+    models = {v.model for v in videos if v.status == VideoStatus.queued}
+    out = {}
+    for model in models:
+        rows = session.exec(select(Video.started_at, Video.completed_at).where(
+            Video.model == model, Video.status == VideoStatus.completed.value,
+            col(Video.started_at).is_not(None)).order_by(col(Video.seq).desc()).limit(RUNTIME_SAMPLE)).all()
+        spans = [done - start for start, done in rows if done and start and done >= start]
+        if spans:
+            out[model] = sum(spans) / len(spans)
+    return out
 
 
 def _queue(request: Request, session: Session, settings: Settings, caller: Caller) -> QueuePublic:
@@ -138,7 +157,8 @@ def _list_context(request: Request, session: Session, settings: Settings, caller
                   batch_id: str, after: str | None) -> dict[str, Any]:
     videos, more, chosen = _list(session, caller, status=status, batch_id=batch_id, after=after)
     queue = _queue(request, session, settings, caller)
-    return {**_row_context(videos, queue), "has_more": more, "filters": chosen, "after": after,
+    return {**_row_context(videos, queue, _runtimes(session, videos)), "has_more": more, "filters": chosen,
+            "after": after,
             "next_after": videos[-1].id if videos and more else None, "queue": queue}
 
 
@@ -215,7 +235,7 @@ def video_rows(request: Request, session: SessionDep, settings: SettingsDep, cal
 def _row(request: Request, session: Session, settings: Settings, caller: Caller, video: Video,
          **extra: Any) -> Response:
     public = presenters.videos_public(session, [video])
-    ctx = _row_context(public, _queue(request, session, settings, caller))
+    ctx = _row_context(public, _queue(request, session, settings, caller), _runtimes(session, public))
     return templates.TemplateResponse(request, "partials/video_rows.html", {**ctx, **extra})
 
 
@@ -341,7 +361,8 @@ async def create_batch(request: Request, session: SessionDep, settings: Settings
         return RedirectResponse(f"/?batch_id={batch.id}", status_code=303)
     first = list(reversed(batch_videos(session, batch_id=batch.id)[:PAGE_SIZE]))
     queue = _queue(request, session, settings, caller)
-    ctx = {**_row_context(presenters.videos_public(session, first), queue),
+    public = presenters.videos_public(session, first)
+    ctx = {**_row_context(public, queue, _runtimes(session, public)),
            "batch": presenters.batches_public(session, [batch])[0], "poll_batch": POLL_BATCH,
            "message": f"Queued {batch.total} video{'s' if batch.total != 1 else ''} from {file.filename}.",
            "rows": [], "queued": True}

@@ -8,11 +8,13 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from webapp import crud
 from webapp.app import create_app
 from webapp.auth import create_key
 from webapp.db import session_for
 from webapp.pages.htmx import HTMX_SRI, HTMX_VERSION
 from webapp.settings import Settings
+from webapp.status import VideoStatus
 
 HX = {"HX-Request": "true"}
 
@@ -201,3 +203,18 @@ def test_page_works_when_api_keys_are_required(app_with, settings: Settings) -> 
     vid = rows(client.post("/ui/videos", data={"prompt": "p"}, headers=auth).text)[0]
     assert rows(client.get("/", headers={**auth, "HX-Target": "video-list"}).text) == [vid]
     assert client.get("/ui/queue", headers=auth).status_code == 200
+
+
+def test_start_estimate_learns_from_recent_run_times(client: TestClient) -> None:
+    done = client.post("/v1/videos", json={"prompt": "finished"}).json()["id"]
+    with session_for(client.app.state.settings.db_url) as s:
+        video = crud.get_video(s, video_id=done, tenant=None)
+        crud.transition(s, video=video, to=VideoStatus.in_progress, reason="test", now=1000.0)
+        crud.transition(s, video=video, to=VideoStatus.completed, reason="test", now=1090.0)
+        s.commit()
+    first = client.post("/v1/videos", json={"prompt": "first"}).json()["id"]
+    second = client.post("/v1/videos", json={"prompt": "second"}).json()["id"]
+    html = client.get("/").text
+    row = lambda vid: html[html.index(f'id="video-{vid}"'):].split("</article>")[0]  # noqa: E731
+    assert "#1 in line" in row(first) and "starts next" in row(first)
+    assert "#2 in line" in row(second) and "starts in about 90 s" in row(second)
