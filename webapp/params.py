@@ -13,14 +13,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+# The pod's own limits (torch-free module): the API refuses what the pod would refuse.
+from jobimage.limits import DEFAULT_FPS as FPS
+from jobimage.limits import MAX_FRAMES, MAX_GUIDANCE, MAX_STEPS, MIN_FRAMES, MIN_STEPS
+from jobimage.limits import VALID_FRAMES as ALLOWED_FRAMES
 from webapp.errors import InvalidParam
 
-FPS = 30
 NATIVE_SIZE = (848, 480)
-MIN_FRAMES, MAX_FRAMES = 7, 163
 MAX_PROMPT_CHARS = 2000
-MAX_STEPS = 200
-MAX_GUIDANCE = 20.0
 MAX_SEED = 2**32 - 1
 MAX_METADATA_KEYS = 16
 
@@ -32,7 +32,6 @@ DEFAULTS = {
 FIELDS = ("prompt", "model", "seconds", "num_frames", "size", "seed", "negative_prompt",
           "num_inference_steps", "guidance_scale", "metadata")
 
-ALLOWED_FRAMES = tuple(range(MIN_FRAMES, MAX_FRAMES + 1, 6))
 # Seconds as text: a plain decimal in (0, 5.43] (OpenAI sends strings such as "4").
 SECONDS_PATTERN = r"^(0?\.[0-9]*[1-9][0-9]*|0*[1-4](\.[0-9]+)?|0*5(\.([0-3][0-9]*|4|4[0-2][0-9]*|430*)?)?)$"
 
@@ -165,8 +164,8 @@ def parse_video(raw: dict[str, Any], *, default_model: str, models: list[str],
     steps = defaults["num_inference_steps"]
     if not _blank(raw.get("num_inference_steps")):
         steps = int(_number("num_inference_steps", raw["num_inference_steps"], int, strict))
-        if not 1 <= steps <= MAX_STEPS:
-            raise InvalidParam(f"num_inference_steps must be between 1 and {MAX_STEPS}, got {steps}",
+        if not MIN_STEPS <= steps <= MAX_STEPS:
+            raise InvalidParam(f"num_inference_steps must be between {MIN_STEPS} and {MAX_STEPS}, got {steps}",
                                param="num_inference_steps")
 
     guidance = defaults["guidance_scale"]
@@ -224,7 +223,7 @@ def video_json_schema(*, models: list[str] | tuple[str, ...]) -> dict[str, Any]:
             "size": {"type": "string", "enum": list(SIZES), "description": "WIDTHxHEIGHT; 848x480 is native."},
             "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
             "negative_prompt": {"type": "string", "maxLength": MAX_PROMPT_CHARS, "pattern": "^[^\\x00]*$"},
-            "num_inference_steps": {"type": "integer", "minimum": 1, "maximum": MAX_STEPS},
+            "num_inference_steps": {"type": "integer", "minimum": MIN_STEPS, "maximum": MAX_STEPS},
             "guidance_scale": {"type": "number", "minimum": 0, "maximum": MAX_GUIDANCE},
             "metadata": {"type": "object", "maxProperties": MAX_METADATA_KEYS,
                          "propertyNames": {"minLength": 1, "maxLength": 64},

@@ -67,7 +67,7 @@ def test_seconds_become_mochi_frame_counts(client: TestClient, seconds, frames: 
         ({"prompt": "p", "size": "850x480"}, "size", "850x480"),
         ({"prompt": "p", "size": "big"}, "size", "'big'"),
         ({"prompt": "p", "model": "sora-2"}, "model", "sora-2"),
-        ({"prompt": "p", "num_inference_steps": 0}, "num_inference_steps", "0"),
+        ({"prompt": "p", "num_inference_steps": 1}, "num_inference_steps", "got 1"),
         ({"prompt": "p", "num_inference_steps": 100000}, "num_inference_steps", "100000"),
         ({"prompt": "p", "guidance_scale": 500}, "guidance_scale", "500"),
         ({"prompt": "p", "guidance_scale": "nan"}, "guidance_scale", "nan"),
