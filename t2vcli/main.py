@@ -168,8 +168,10 @@ def _follow(client: Client, video_id: str, args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     client = _client(args)
     video = client.submit(_video_body(args), idempotency_key=args.idempotency_key)
-    _print(video, args)
-    return _follow(client, video["id"], args) if args.wait else 0
+    if not args.wait:
+        _print(video, args)
+        return 0
+    return _follow(client, video["id"], args)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
