@@ -9,6 +9,7 @@ import logging
 
 from sqlmodel import Session
 
+from jobcontract.errors import StorageError
 from jobcontract.records import Result, read_progress, read_result, video_keys
 from jobcontract.storage import ObjectStore
 from webapp import crud
@@ -22,7 +23,10 @@ def apply_progress(session: Session, *, store: ObjectStore, video: Video) -> boo
     """Copy the live percentage of a running video; it never goes down within an attempt."""
     if video.status != VideoStatus.in_progress:
         return False
-    progress = read_progress(store, video.id)
+    try:
+        progress = read_progress(store, video.id)
+    except StorageError:  # progress is best effort; the result decides
+        return False
     if progress is None or progress.attempt != video.attempt or progress.percent <= video.progress:
         return False
     video.progress = progress.percent
@@ -54,10 +58,19 @@ def settle(session: Session, *, store: ObjectStore, video: Video, exit_reason: s
     """
     if VideoStatus(video.status).is_terminal():
         if video.status == VideoStatus.cancelled:
-            discard_outputs(store, video.id)
+            try:
+                discard_outputs(store, video.id)
+            except StorageError as e:  # the janitor deletes them when the video expires
+                log.warning("could not delete a cancelled video's files", extra={"video_id": video.id,
+                                                                                  "error": str(e)})
         crud.transition(session, video=video, to=VideoStatus(video.status), reason="", job_name=None)
         return "discarded"
-    result = read_result(store, video.id)
+    try:
+        result = read_result(store, video.id)
+    except StorageError as e:
+        # Storage down: we cannot know whether it finished. Count the attempt; a later one (or the
+        # attempt budget) settles it, so a dead storage never leaves a video in progress forever.
+        result, exit_reason = None, f"{exit_reason}; its result could not be read: {e}"
     if result is not None and result.is_final:
         apply_result(session, video=video, result=result)
         return str(video.status)
@@ -75,6 +88,6 @@ def settle(session: Session, *, store: ObjectStore, video: Video, exit_reason: s
 
 
 def discard_outputs(store: ObjectStore, video_id: str) -> None:
-    """Remove a cancelled/failed video's files so storage and DB agree."""
+    """Remove a cancelled video's files so storage and DB agree (the janitor retries if storage is down)."""
     for key in video_keys(video_id).values():
         store.delete(key)
