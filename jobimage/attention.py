@@ -1,13 +1,16 @@
-"""Our Mochi attention processor: one SDPA call per layer, no per-sample `nonzero` loop.
+"""Our Mochi attention processor: no per-sample `nonzero`, no mask, one host sync per video.
 
 The stock `MochiAttnProcessor2_0` loops over the batch, gathers each sample's valid
-prompt tokens with `nonzero` (a device sync per sample per layer) and calls SDPA once
-per sample. T5 masks are a prefix (valid tokens first, padding after), so we cut the
-prompt to the longest valid length once per forward and run one batched SDPA: without
-a mask when every sample has the same length (always true for the split-CFG path, one
-sample per GPU), which lets SDPA pick cuDNN or Flash attention; with a boolean key mask
-otherwise. Outputs at padded prompt positions are zero, as in the stock processor.
-`diffusers`' `set_attention_backend` does not reach Mochi's processor, hence this class.
+prompt tokens with `nonzero` (a device-to-host sync per sample per layer per step)
+and calls SDPA once per sample. T5 masks are a prefix (valid tokens first, padding
+after), and the pipeline passes the same mask tensor to every layer at every step, so
+we read the prompt lengths once per video, project only the tokens up to the longest,
+and call SDPA without a mask once per run of samples with equal prompt length: once
+per layer in the split-guidance path (one sample per GPU), twice in single-GPU
+guidance (empty negative prompt, real prompt). Unmasked calls let SDPA use cuDNN or
+Flash attention, which do not take arbitrary masks. Outputs at padded prompt
+positions are zero, as in the stock processor. `diffusers`' `set_attention_backend`
+does not reach Mochi's processor, hence this class.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ def _apply_rotary_emb(x: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch
 
 
 class _MaskPlan:
-    """How one forward's prompt mask is handled; computed once, shared by every layer."""
+    """How one forward's prompt mask is handled; computed once, shared by every layer and step."""
 
     def __init__(self, mask: torch.Tensor) -> None:
         mask = mask.bool()
@@ -40,12 +43,19 @@ class _MaskPlan:
         positions = torch.arange(mask.shape[1], device=mask.device)
         is_prefix = (mask == (positions[None, :] < lengths[:, None])).all()
         stats = torch.cat([lengths, is_prefix.to(lengths.dtype)[None]]).tolist()  # the one host sync
-        self.mask = mask
         self.lengths = [int(n) for n in stats[:-1]]
         self.prefix = bool(stats[-1])
         self.keep = max(self.lengths, default=0) if self.prefix else mask.shape[1]
-        self.uniform = self.prefix and len(set(self.lengths)) <= 1
-        self.text_mask = mask[:, : self.keep]  # (B, keep) valid prompt tokens among those kept
+        # Samples sharing a prompt length share one unmasked SDPA call (the kernels without
+        # mask support, cuDNN and Flash, are the fast ones): (first, last + 1, length) runs.
+        self.groups: list[tuple[int, int, int]] = []
+        if self.prefix:
+            for i, n in enumerate(self.lengths):
+                if self.groups and self.groups[-1][2] == n and self.groups[-1][1] == i:
+                    self.groups[-1] = (self.groups[-1][0], i + 1, n)
+                else:
+                    self.groups.append((i, i + 1, n))
+        self.text_mask = mask[:, : self.keep]  # used only when the mask is not a prefix
 
 
 class T2VMochiAttnProcessor:
@@ -70,6 +80,21 @@ class T2VMochiAttnProcessor:
 
         backends = [getattr(SDPBackend, name) for name in self.cuda_priority if hasattr(SDPBackend, name)]
         return sdpa_kernel(backends, set_priority=True)
+
+    @staticmethod
+    def _by_length(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_len: int, plan: _MaskPlan) -> torch.Tensor:
+        """Unmasked SDPA per run of equal prompt lengths; padded prompt positions come out zero."""
+        if len(plan.groups) == 1:
+            n = plan.groups[0][2]
+            out = F.scaled_dot_product_attention(q[:, :, : seq_len + n], k[:, :, : seq_len + n],
+                                                 v[:, :, : seq_len + n], dropout_p=0.0, is_causal=False)
+            return out if n == plan.keep else F.pad(out, (0, 0, 0, plan.keep - n))
+        out = q.new_zeros(q.shape)
+        for first, last, n in plan.groups:
+            end = seq_len + n
+            out[first:last, :, :end] = F.scaled_dot_product_attention(
+                q[first:last, :, :end], k[first:last, :, :end], v[first:last, :, :end], dropout_p=0.0, is_causal=False)
+        return out
 
     def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
                  attention_mask: torch.Tensor, image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -105,17 +130,17 @@ class T2VMochiAttnProcessor:
         k = torch.cat([key, enc_key], dim=1).transpose(1, 2)
         v = torch.cat([value, enc_value], dim=1).transpose(1, 2)
 
-        mask = None
-        if not plan.uniform:
-            video_ok = torch.ones(q.shape[0], seq_len, dtype=torch.bool, device=q.device)
-            mask = torch.cat([video_ok, plan.text_mask.to(q.device)], dim=1)[:, None, None, :]
         with self._kernel_context(q.device):
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.0, is_causal=False)
+            if plan.prefix:
+                out = self._by_length(q, k, v, seq_len, plan)
+            else:  # not seen with T5 masks; kept correct, not fast
+                video_ok = torch.ones(q.shape[0], seq_len, dtype=torch.bool, device=q.device)
+                mask = torch.cat([video_ok, plan.text_mask.to(q.device)], dim=1)[:, None, None, :]
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.0, is_causal=False)
+                out = out * torch.cat([video_ok, plan.text_mask.to(q.device)], dim=1)[:, None, :, None].to(out.dtype)
         out = out.transpose(1, 2).flatten(2, 3)
 
         hidden_out, text_out = out[:, :seq_len], out[:, seq_len:]
-        if not plan.uniform or not plan.prefix:
-            text_out = text_out * plan.text_mask.to(text_out.device)[:, :, None].to(text_out.dtype)
         full_len = encoder_hidden_states.shape[1]
         if keep < full_len:
             text_out = F.pad(text_out, (0, 0, 0, full_len - keep))

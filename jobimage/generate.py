@@ -21,6 +21,7 @@ import torch
 
 from jobcontract.records import Item
 from jobimage.attention import install_attention
+from jobimage.errors import SetupError
 from jobimage.limits import MAX_SEQUENCE_LENGTH
 
 # diffusers' Mochi RoPE opens an fp32 autocast region; on CPU torch warns on every step.
@@ -32,7 +33,17 @@ ProgressFn = Callable[[str, int, int], None]  # (phase, step, total_steps)
 def parse_devices(spec: str | None) -> list[torch.device]:
     """`T2V_DEVICES` ("cpu", "cpu,cpu", "cuda:0,cuda:1"), or every visible GPU, else the CPU."""
     if spec and spec.strip():
-        return [torch.device(s.strip()) for s in spec.split(",") if s.strip()]
+        try:
+            devices = [torch.device(s.strip()) for s in spec.split(",") if s.strip()]
+        except RuntimeError as e:
+            raise SetupError(f"T2V_DEVICES={spec!r} is not a device list like 'cuda:0,cuda:1' or 'cpu': {e}") from e
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        for d in devices:
+            if d.type == "cuda" and (d.index or 0) >= visible:
+                raise SetupError(f"T2V_DEVICES names {d}, but {visible} CUDA device(s) are visible")
+            if d.type not in ("cuda", "cpu"):
+                raise SetupError(f"T2V_DEVICES names {d}: only cuda and cpu devices are supported")
+        return devices
     if torch.cuda.is_available():
         return [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
     return [torch.device("cpu")]

@@ -13,7 +13,8 @@ from jobimage.tiny import TRANSFORMER_CONFIG
 @pytest.fixture(scope="module")
 def transformer() -> MochiTransformer3DModel:
     torch.manual_seed(0)
-    model = MochiTransformer3DModel(**{**TRANSFORMER_CONFIG, "num_layers": 2}).eval()
+    # Two heads and two layers (the tiny model has one of each) so head and layer handling is covered.
+    model = MochiTransformer3DModel(**{**TRANSFORMER_CONFIG, "num_layers": 2, "num_attention_heads": 2}).eval()
     with torch.no_grad():
         model.pos_frequencies.normal_(0.0, 0.5)
     return model

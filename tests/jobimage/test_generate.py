@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from jobimage.errors import SetupError
 from jobimage.generate import decode, denoise, load_workers, parse_devices
 from tests.jobimage.conftest import make_item
 
@@ -41,10 +42,17 @@ def test_same_seed_same_frames(workers):
     assert (a == b).all()
 
 
-@pytest.mark.parametrize(("spec", "expected"), [("cpu", ["cpu"]), ("cpu, cpu", ["cpu", "cpu"]),
-                                                ("cuda:0,cuda:1", ["cuda:0", "cuda:1"])])
+@pytest.mark.parametrize(("spec", "expected"), [("cpu", ["cpu"]), ("cpu, cpu", ["cpu", "cpu"])])
 def test_parse_devices(spec, expected):
     assert [str(d) for d in parse_devices(spec)] == expected
+
+
+@pytest.mark.parametrize("spec", ["cuda:7", "nonsense", "meta"])
+def test_bad_device_lists_are_setup_errors(spec):
+    if spec == "cuda:7" and torch.cuda.device_count() > 7:
+        pytest.skip("has 8 GPUs")
+    with pytest.raises(SetupError, match="T2V_DEVICES"):
+        parse_devices(spec)
 
 
 def test_default_devices_without_gpu():
