@@ -72,6 +72,15 @@ def test_submit_watch_cancel_and_stop_polling(idle_web: Server, open_page, shot)
     page.wait_for_function("document.querySelector('#queue-panel tbody').innerText.includes('2')")
     shot(page, "02-queued")
 
+    copy = page.locator(f"#seed-{vid}")
+    copy.click()
+    page.wait_for_function("id => document.getElementById(id).textContent.includes('1234')", arg=f"seed-{vid}")
+    page.locator(f"#rerun-{vid}").click()
+    page.wait_for_function("document.querySelectorAll('#video-rows > article.video').length === 3")
+    rerun = row_id(first_row(page))
+    assert rerun != vid and "seed 1234" in first_row(page).inner_text()
+    assert "A lighthouse in a storm" in first_row(page).inner_text()
+
     polls = polls_of(page, vid)
     page.wait_for_timeout(2500)
     assert polls, "a queued row polls itself"
@@ -162,7 +171,7 @@ def test_pagination_and_filters(idle_web: Server, open_page, shot) -> None:
 
     page.locator("#filter-status").select_option("cancelled")
     page.wait_for_function("document.querySelectorAll('#video-rows > article.video').length === 1")
-    assert "status=cancelled" in page.url
+    assert page.url.endswith("/?status=cancelled")
     page.locator("#filter-status").select_option("")
     page.wait_for_function("document.querySelectorAll('#video-rows > article.video').length === 20")
     page.locator("#filter-batch").select_option(batch["id"])

@@ -17,6 +17,14 @@
     }
   });
 
+  // Filters: leave "All" out of the request, so the pushed address reads /?status=failed, not /?status=failed&batch_id=
+  document.addEventListener("htmx:configRequest", function (e) {
+    if (e.detail.elt.id !== "filters") { return; }
+    ["status", "batch_id"].forEach(function (name) {
+      if (e.detail.parameters[name] === "") { delete e.detail.parameters[name]; }
+    });
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     var form = document.getElementById("key-form");
     if (!form) { return; }

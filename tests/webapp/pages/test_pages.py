@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import Iterator
 
@@ -12,7 +14,7 @@ from webapp import crud
 from webapp.app import create_app
 from webapp.auth import create_key
 from webapp.db import session_for
-from webapp.pages.htmx import HTMX_SRI, HTMX_VERSION
+from webapp.pages.htmx import HTMX_LOCAL_PATH, HTMX_SRI, HTMX_VERSION
 from webapp.settings import Settings
 from webapp.status import VideoStatus
 
@@ -218,3 +220,11 @@ def test_start_estimate_learns_from_recent_run_times(client: TestClient) -> None
     row = lambda vid: html[html.index(f'id="video-{vid}"'):].split("</article>")[0]  # noqa: E731
     assert "#1 in line" in row(first) and "starts next" in row(first)
     assert "#2 in line" in row(second) and "starts in about 90 s" in row(second)
+
+
+def test_local_htmx_copy_matches_the_pinned_sri() -> None:
+    """The vendored file (from `make htmx`) is byte for byte what the CDN tag's integrity hash pins."""
+    if not HTMX_LOCAL_PATH.is_file():
+        pytest.skip("webapp/static/vendor/htmx.min.js is not fetched here: run `make htmx`")
+    digest = base64.b64encode(hashlib.sha384(HTMX_LOCAL_PATH.read_bytes()).digest()).decode()
+    assert f"sha384-{digest}" == HTMX_SRI
