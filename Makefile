@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
-.PHONY: run test venv test-deps lint cluster cluster-down cluster-build htmx clean
+.PHONY: run test venv test-deps lint audit cluster cluster-down cluster-build htmx clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: test-deps lint
 
 lint: $(STAMP)
 	$(BIN)/lint-imports
+
+# Known vulnerabilities in the installed packages (needs PyPI's JSON API or osv.dev).
+audit: $(STAMP)
+	$(BIN)/pip-audit --skip-editable
 
 cluster: $(STAMP)
 	$(BIN)/python scripts/testcluster build
