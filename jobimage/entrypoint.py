@@ -31,6 +31,7 @@ from jobimage.validate import check_item
 logger = log.get_logger("jobimage.entrypoint")
 
 PROGRESS_INTERVAL_S = 1.0  # at most one progress write per second per item (plus first and last step)
+PROGRESS_MUTE_S = 30.0  # after a failed progress write, skip progress for this long: never stall the GPUs on storage
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,12 @@ class ItemRun:
     def __init__(self, store: ObjectStore, item: Item) -> None:
         self.store, self.item = store, item
         self._last_write = 0.0
+        self._muted_until = 0.0
 
     def progress(self, phase: str, step: int = 0, total: int = 0) -> None:
         now = time.monotonic()
+        if now < self._muted_until:
+            return
         if phase == "denoising" and 0 < step < total and now - self._last_write < PROGRESS_INTERVAL_S:
             return
         self._last_write = now
@@ -95,6 +99,7 @@ class ItemRun:
             write_progress(self.store, self.item, Progress(video_id=self.item.video_id, phase=phase, step=step,
                                                            total_steps=total, attempt=self.item.attempt))
         except StorageError as e:  # progress is best effort; the result write decides
+            self._muted_until = time.monotonic() + PROGRESS_MUTE_S
             logger.warning("progress write failed", extra=log.kv(video_id=self.item.video_id, error=str(e)))
 
     def fail(self, code: str, message: str, *, retryable: bool, **extra: object) -> Result:
@@ -130,7 +135,7 @@ def process_item(store: ObjectStore, item: Item, workers: list, load_seconds: fl
     ctx = dict(video_id=item.video_id, devices=[str(w.device) for w in workers])
     logger.info("item started", extra=log.kv(**ctx, frames=item.num_frames, size=f"{item.width}x{item.height}",
                                              steps=item.num_inference_steps))
-    gpu = workers[0].gpu
+    gpu = workers[0].gpu if len(workers) == 1 else f"{len(workers)} x {workers[0].gpu}"
     timings = {"load": round(load_seconds, 3)}
     try:
         video = generate(item, workers, run.progress)

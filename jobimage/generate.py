@@ -79,8 +79,9 @@ class Worker:
 
 
 def _variant(folder: Path, device: torch.device) -> str | None:
-    # The hub repo ships bf16 copies of the weights ("*.bf16.safetensors"): half the bytes to read.
-    if device.type == "cuda" and any((folder / "transformer").glob("*.bf16*.safetensors")):
+    # The hub repo may ship bf16 copies of a component's weights ("*.bf16*.safetensors"):
+    # half the bytes to read. Decided per component, since not every component has them.
+    if device.type == "cuda" and any(folder.glob("*.bf16*.safetensors")):
         return "bf16"
     return None
 
@@ -89,13 +90,18 @@ def load_worker(folder: Path, device: torch.device) -> Worker:
     """Load the whole pipeline onto `device`: no CPU offload, no device_map split."""
     import diffusers
     import transformers
-    from diffusers import MochiPipeline
+    from diffusers import AutoencoderKLMochi, MochiPipeline, MochiTransformer3DModel
+    from transformers import T5EncoderModel
 
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
     t0 = time.perf_counter()
     dtype = dtype_for(device)
-    pipe = MochiPipeline.from_pretrained(folder, dtype=dtype, variant=_variant(folder, device))
+    parts = {}
+    for name, cls in (("transformer", MochiTransformer3DModel), ("vae", AutoencoderKLMochi),
+                      ("text_encoder", T5EncoderModel)):
+        parts[name] = cls.from_pretrained(folder / name, dtype=dtype, variant=_variant(folder / name, device))
+    pipe = MochiPipeline.from_pretrained(folder, dtype=dtype, **parts)
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     install_attention(pipe.transformer)
@@ -142,7 +148,7 @@ def _predict(worker: Worker, latents: torch.Tensor, embeds: torch.Tensor, mask: 
              t: torch.Tensor) -> torch.Tensor:
     """One transformer forward on `worker`'s device (runs in that worker's thread)."""
     with torch.no_grad():
-        x = latents.to(worker.device, non_blocking=True)
+        x = latents.to(worker.device)
         timestep = t.to(worker.device).expand(x.shape[0]).to(x.dtype)
         return worker.pipe.transformer(hidden_states=x, encoder_hidden_states=embeds, timestep=timestep,
                                        encoder_attention_mask=mask, return_dict=False)[0]

@@ -9,6 +9,7 @@ checks out, and a rerun resumes partial files and skips verified ones.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import json
 import os
@@ -32,6 +33,10 @@ DEFAULT_REPO = "genmo/mochi-1-preview"
 CHECKSUMS_NAME = "SHA256SUMS"  # optional in a source folder: "<sha256>  <path>" lines
 STATE_NAME = ".sync-state.json"  # files already verified, so a resumed sync does not rehash them
 CHUNK = 8 * 1024 * 1024
+# The diffusers layout only: the hub repo also holds the original-format checkpoints
+# (tens of GB) that MochiPipeline never reads.
+DEFAULT_INCLUDE = ("model_index.json", "scheduler/*", "text_encoder/*", "tokenizer/*", "transformer/*", "vae/*")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,22 @@ def _skipped(rel: str) -> bool:
     return rel in (READY_NAME, STATE_NAME) or any(p.startswith(".") for p in parts) or rel.endswith(".part")
 
 
+def select(files: list[RemoteFile], *, include: tuple[str, ...] = DEFAULT_INCLUDE,
+           variant: str | None = "bf16") -> list[RemoteFile]:
+    """Files matching `include`; where a folder has `variant` weights, only those weights."""
+    chosen = [f for f in files if any(fnmatch.fnmatchcase(f.path, pat) for pat in include)]
+    if not variant:
+        return chosen
+    tag = f".{variant}"
+
+    def is_weight(f: RemoteFile) -> bool:
+        return f.path.endswith(WEIGHT_SUFFIXES)
+
+    folders_with_variant = {f.path.rsplit("/", 1)[0] for f in chosen if is_weight(f) and tag in f.path.rsplit("/", 1)[-1]}
+    return [f for f in chosen if not (is_weight(f) and f.path.rsplit("/", 1)[0] in folders_with_variant
+                                      and tag not in f.path.rsplit("/", 1)[-1])]
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()
@@ -173,7 +194,8 @@ def _verify(f: RemoteFile, path: Path) -> str:
     return digest
 
 
-def sync(source: Source, dest: Path, *, name: str, verify: bool = False, attempts: int = 2) -> Path:
+def sync(source: Source, dest: Path, *, name: str, verify: bool = False, attempts: int = 2,
+         include: tuple[str, ...] = DEFAULT_INCLUDE, variant: str | None = "bf16") -> Path:
     """Make `dest` a complete, verified copy of `source`; resumable; READY last."""
     dest.mkdir(parents=True, exist_ok=True)
     if not verify and ready_is_valid(dest):
@@ -186,9 +208,9 @@ def sync(source: Source, dest: Path, *, name: str, verify: bool = False, attempt
     except ValueError:
         state = {}
 
-    files = source.list_files()
+    files = select(source.list_files(), include=include, variant=variant)
     if not files:
-        raise SyncError(f"{source.describe()} has no files")
+        raise SyncError(f"{source.describe()} has no files matching {', '.join(include)}")
     record = {}
     t0 = time.monotonic()
     for f in files:
@@ -253,6 +275,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo", default=DEFAULT_REPO, help=f"hub repo id (default: {DEFAULT_REPO})")
     parser.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
     parser.add_argument("--verify", action="store_true", help="re-hash every file even if the folder is READY")
+    parser.add_argument("--variant", default="bf16",
+                        help="where a component has weights of this variant, fetch only those ('' for all)")
+    parser.add_argument("--include", action="append", default=None, metavar="GLOB",
+                        help=f"files to fetch (repeatable; default: {' '.join(DEFAULT_INCLUDE)})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -270,7 +296,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         source: Source = (FolderSource(args.source) if args.source is not None else
                           HubSource(args.repo, args.revision, os.environ.get("HF_TOKEN")))
-        print(sync(source, dest, name=args.name, verify=args.verify))
+        print(sync(source, dest, name=args.name, verify=args.verify, variant=args.variant or None,
+                   include=tuple(args.include) if args.include else DEFAULT_INCLUDE))
         return 0
     except SetupError as e:
         print(f"t2v model sync: {e}", file=sys.stderr)

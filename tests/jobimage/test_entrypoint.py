@@ -127,6 +127,7 @@ def test_single_item_splits_guidance_over_two_devices(store, model_dir, monkeypa
     assert main(job_env(store, model_dir, [make_item(video_id="solo")], devices="cpu,cpu")) == ExitCode.OK
     assert used == [["cpu", "cpu"]]
     assert decode(store, "solo")[0] == 7
+    assert read_result(store, "solo").gpu == "2 x cpu"
 
 
 @pytest.mark.parametrize(("n_items", "n_workers", "queued", "split"), [

@@ -14,7 +14,7 @@ from jobcontract.records import ExitCode
 from jobimage import model_sync
 from jobimage.errors import SyncError
 from jobimage.model_folder import check_model_folder
-from jobimage.model_sync import FolderSource, add_arguments, ready_is_valid, run, sync
+from jobimage.model_sync import FolderSource, RemoteFile, add_arguments, ready_is_valid, run, select, sync
 
 
 @pytest.fixture
@@ -111,7 +111,10 @@ def test_source_that_is_not_a_pipeline_is_refused(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     (src / "README.md").write_text("hi")
-    with pytest.raises(SyncError, match="not a Mochi pipeline"):
+    with pytest.raises(SyncError, match="no files matching model_index.json"):
+        sync(FolderSource(src), tmp_path / "m", name="m")
+    (src / "model_index.json").write_text("{}")
+    with pytest.raises(SyncError, match="not a Mochi pipeline.*transformer/"):
         sync(FolderSource(src), tmp_path / "m", name="m")
 
 
@@ -150,3 +153,19 @@ def test_hub_source_reads_sizes_and_lfs_hashes(monkeypatch):
     files = model_sync.HubSource("genmo/mochi-1-preview").list_files()
     assert [(f.path, f.size, f.sha256) for f in files] == [
         ("model_index.json", 10, None), ("transformer/x.safetensors", 99, "ab" * 32)]
+
+
+def test_select_keeps_the_diffusers_layout_and_bf16_weights_where_present():
+    names = ["model_index.json", "README.md", "dit.safetensors", "scheduler/scheduler_config.json",
+             "transformer/config.json", "transformer/diffusion_pytorch_model-00001-of-00002.safetensors",
+             "transformer/diffusion_pytorch_model.safetensors.index.json",
+             "transformer/diffusion_pytorch_model.bf16-00001-of-00001.safetensors",
+             "transformer/diffusion_pytorch_model.safetensors.index.bf16.json",
+             "vae/config.json", "vae/diffusion_pytorch_model.safetensors"]
+    files = [RemoteFile(n, 1) for n in names]
+    assert [f.path for f in select(files)] == [
+        "model_index.json", "scheduler/scheduler_config.json", "transformer/config.json",
+        "transformer/diffusion_pytorch_model.bf16-00001-of-00001.safetensors",
+        "transformer/diffusion_pytorch_model.safetensors.index.bf16.json",
+        "vae/config.json", "vae/diffusion_pytorch_model.safetensors"]
+    assert len(select(files, variant=None)) == len(files) - 2  # README.md, dit.safetensors
