@@ -82,7 +82,7 @@ def test_submit_watch_cancel_and_stop_polling(idle_web: Server, open_page, shot)
     assert "A lighthouse in a storm" in first_row(page).inner_text()
 
     polls = polls_of(page, vid)
-    page.wait_for_timeout(2500)
+    page.wait_for_timeout(3500)
     assert polls, "a queued row polls itself"
     page.locator(f"#cancel-{vid}").click()
     page.locator(f"#video-{vid}[data-status=cancelled]").wait_for()
@@ -160,8 +160,10 @@ def test_pagination_and_filters(idle_web: Server, open_page, shot) -> None:
     page.goto(idle_web.url + "/")
     rows = page.locator("#video-rows > article.video")
     assert rows.count() == 20
-    page.get_by_role("link", name="Load older videos").click()
+    page.get_by_role("link", name="Load older videos").focus()
+    page.keyboard.press("Enter")
     page.wait_for_function("document.querySelectorAll('#video-rows > article.video').length === 40")
+    page.wait_for_function("document.activeElement === document.querySelectorAll('#video-rows > article.video')[20]")
     page.get_by_role("link", name="Load older videos").click()
     page.wait_for_function("document.querySelectorAll('#video-rows > article.video').length === 45")
     assert page.get_by_role("link", name="Load older videos").count() == 0

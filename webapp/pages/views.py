@@ -38,7 +38,7 @@ WEBAPP = Path(__file__).resolve().parents[1]
 STATIC = WEBAPP / "static"
 PAGE_SIZE = 20
 # Queued rows change rarely; running rows show denoising progress, so they poll faster.
-POLL_QUEUED = "2s"
+POLL_QUEUED = "3s"
 POLL_RUNNING = "1s"
 POLL_BATCH = "2s"
 POLL_QUEUE = "2s"

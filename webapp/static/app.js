@@ -151,6 +151,20 @@
     field.focus();
   });
 
+  // "Load older videos" replaces itself: move focus to the first newly loaded row, not to the page top.
+  var focusRow = null;
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    if (e.target.closest && e.target.closest("#more")) {
+      focusRow = document.querySelectorAll("#video-rows > article.video").length;
+    }
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    if (focusRow === null) { return; }
+    var row = document.querySelectorAll("#video-rows > article.video")[focusRow];
+    focusRow = null;
+    if (row) { row.setAttribute("tabindex", "-1"); row.focus(); }
+  });
+
   // A queued batch: clear the file field for the next upload.
   document.addEventListener("t2v-batch-queued", function (e) {
     var form = e.target.closest ? e.target.closest("form") : null;
