@@ -161,10 +161,7 @@ def process_item(store: ObjectStore, item: Item, workers: list, load_seconds: fl
         logger.info("item done", extra=log.kv(**ctx, timings=timings, bytes=len(data)))
         return result
     except torch.OutOfMemoryError as e:
-        for w in workers:
-            free_memory(w.device)
-        return run.fail("cuda_oom", f"out of GPU memory on {ctx['devices']}: {e}", retryable=True,
-                        timings=timings, gpu=gpu)
+        oom = f"out of GPU memory on {ctx['devices']}: {str(e).splitlines()[0] if str(e) else 'no detail'}"
     except StorageUnavailable as e:
         return run.fail("storage_unavailable", str(e), retryable=True, timings=timings, gpu=gpu)
     except (StorageError, JobImageError) as e:
@@ -172,6 +169,10 @@ def process_item(store: ObjectStore, item: Item, workers: list, load_seconds: fl
     except Exception as e:  # an unknown fault; a fresh pod may well succeed, and the retry budget bounds it
         logger.exception("item crashed", extra=log.kv(**ctx))
         return run.fail("internal_error", f"{type(e).__name__}: {e}", retryable=True, timings=timings, gpu=gpu)
+    # Out of the except block, so the traceback no longer pins the failed step's tensors.
+    for w in workers:
+        free_memory(w.device)
+    return run.fail("cuda_oom", oom, retryable=True, timings=timings, gpu=gpu)
 
 
 def plan(items: list[Item], workers: list) -> tuple[list[Item], Item | None]:
