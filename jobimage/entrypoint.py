@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,55 +125,85 @@ def _already_final(store: ObjectStore, item: Item) -> bool:
     return result is not None and result.is_final
 
 
-def process_item(store: ObjectStore, item: Item, workers: list, load_seconds: float) -> Result:
-    """Generate, encode, upload and record one item; never raises for an item-level failure."""
+def generate_item(store: ObjectStore, item: Item, workers: list, load_seconds: float) -> Result | Published:
+    """The GPU part of an item (text encode, denoise, decode); a failed Result if it fails."""
     import torch
 
-    from jobimage.encode import encode_mp4, write_thumbnail
     from jobimage.generate import free_memory, generate
 
     run = ItemRun(store, item)
-    ctx = dict(video_id=item.video_id, devices=[str(w.device) for w in workers])
-    logger.info("item started", extra=log.kv(**ctx, frames=item.num_frames, size=f"{item.width}x{item.height}",
-                                             steps=item.num_inference_steps))
+    devices = [str(w.device) for w in workers]
+    logger.info("item started", extra=log.kv(video_id=item.video_id, devices=devices, frames=item.num_frames,
+                                             size=f"{item.width}x{item.height}", steps=item.num_inference_steps))
     gpu = workers[0].gpu if len(workers) == 1 else f"{len(workers)} x {workers[0].gpu}"
     timings = {"load": round(load_seconds, 3)}
     try:
         video = generate(item, workers, run.progress)
         timings.update({k: round(v, 3) for k, v in video.timings.items()})
-        run.progress("encoding")
-        with tempfile.TemporaryDirectory(prefix="t2v-item-") as tmp:
-            t0 = time.perf_counter()
-            mp4 = encode_mp4(video.frames, item.fps, Path(tmp) / "video.mp4")
-            thumb = write_thumbnail(video.frames, Path(tmp) / "thumbnail.jpg")
-            timings["encode"] = round(time.perf_counter() - t0, 3)
-            data = mp4.read_bytes()
-            run.progress("uploading")
-            t0 = time.perf_counter()
-            keys = item.keys()
-            store.put_file(keys["video"], mp4, content_type="video/mp4")
-            store.put_file(keys["thumbnail"], thumb, content_type="image/jpeg")
-            timings["upload"] = round(time.perf_counter() - t0, 3)
-        frames, height, width = video.frames.shape[:3]
-        result = Result(video_id=item.video_id, status="succeeded", attempt=item.attempt, seed=video.seed,
-                        timings=timings, gpu=gpu, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
-                        num_frames=frames, width=width, height=height, fps=item.fps)
-        write_result(store, item, result)  # last: its presence means the outputs are complete
-        logger.info("item done", extra=log.kv(**ctx, timings=timings, bytes=len(data)))
-        return result
+        return Published(run=run, video=video, timings=timings, gpu=gpu)
     except torch.OutOfMemoryError as e:
-        oom = f"out of GPU memory on {ctx['devices']}: {str(e).splitlines()[0] if str(e) else 'no detail'}"
+        oom = f"out of GPU memory on {devices}: {str(e).splitlines()[0] if str(e) else 'no detail'}"
     except StorageUnavailable as e:
         return run.fail("storage_unavailable", str(e), retryable=True, timings=timings, gpu=gpu)
     except (StorageError, JobImageError) as e:
         return run.fail(getattr(e, "code", "storage_error"), str(e), retryable=True, timings=timings, gpu=gpu)
     except Exception as e:  # an unknown fault; a fresh pod may well succeed, and the retry budget bounds it
-        logger.exception("item crashed", extra=log.kv(**ctx))
+        logger.exception("item crashed", extra=log.kv(video_id=item.video_id, devices=devices))
         return run.fail("internal_error", f"{type(e).__name__}: {e}", retryable=True, timings=timings, gpu=gpu)
     # Out of the except block, so the traceback no longer pins the failed step's tensors.
     for w in workers:
         free_memory(w.device)
     return run.fail("cuda_oom", oom, retryable=True, timings=timings, gpu=gpu)
+
+
+@dataclass
+class Published:
+    """A generated item waiting for the CPU part: encode, upload, result."""
+
+    run: ItemRun
+    video: object  # jobimage.generate.Video
+    timings: dict[str, float]
+    gpu: str
+
+    def publish(self) -> Result:
+        """Encode the MP4 and thumbnail, upload both, then write the result (last)."""
+        from jobimage.encode import encode_mp4, write_thumbnail
+
+        run, item, video, timings, gpu = self.run, self.run.item, self.video, self.timings, self.gpu
+        try:
+            run.progress("encoding")
+            with tempfile.TemporaryDirectory(prefix="t2v-item-") as tmp:
+                t0 = time.perf_counter()
+                mp4 = encode_mp4(video.frames, item.fps, Path(tmp) / "video.mp4")
+                thumb = write_thumbnail(video.frames, Path(tmp) / "thumbnail.jpg")
+                timings["encode"] = round(time.perf_counter() - t0, 3)
+                data = mp4.read_bytes()
+                run.progress("uploading")
+                t0 = time.perf_counter()
+                keys = item.keys()
+                run.store.put_file(keys["video"], mp4, content_type="video/mp4")
+                run.store.put_file(keys["thumbnail"], thumb, content_type="image/jpeg")
+                timings["upload"] = round(time.perf_counter() - t0, 3)
+            frames, height, width = video.frames.shape[:3]
+            result = Result(video_id=item.video_id, status="succeeded", attempt=item.attempt, seed=video.seed,
+                            timings=timings, gpu=gpu, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                            num_frames=frames, width=width, height=height, fps=item.fps)
+            write_result(run.store, item, result)  # last: its presence means the outputs are complete
+            logger.info("item done", extra=log.kv(video_id=item.video_id, timings=timings, bytes=len(data)))
+            return result
+        except StorageUnavailable as e:
+            return run.fail("storage_unavailable", str(e), retryable=True, timings=timings, gpu=gpu)
+        except (StorageError, JobImageError) as e:
+            return run.fail(getattr(e, "code", "storage_error"), str(e), retryable=True, timings=timings, gpu=gpu)
+        except Exception as e:  # as above: retryable, bounded by the retry budget
+            logger.exception("item publish crashed", extra=log.kv(video_id=item.video_id))
+            return run.fail("internal_error", f"{type(e).__name__}: {e}", retryable=True, timings=timings, gpu=gpu)
+
+
+def process_item(store: ObjectStore, item: Item, workers: list, load_seconds: float) -> Result:
+    """Generate, encode, upload and record one item; never raises for an item-level failure."""
+    done = generate_item(store, item, workers, load_seconds)
+    return done if isinstance(done, Result) else done.publish()
 
 
 def plan(items: list[Item], workers: list) -> tuple[list[Item], Item | None]:
@@ -188,26 +219,40 @@ def plan(items: list[Item], workers: list) -> tuple[list[Item], Item | None]:
 
 
 def run_items(store: ObjectStore, items: list[Item], workers: list, load_seconds: float, outcome: Outcome) -> None:
-    """Queue items over the devices (one each at a time), then the leftover item over two devices."""
+    """Queue items over the devices (one each at a time), then the leftover item over two devices.
+
+    Encoding and upload run on a separate thread, so a GPU starts its next item while
+    the previous one's MP4 is being written.
+    """
     queued, split = plan(items, workers)
     todo: queue.Queue[Item] = queue.Queue()
     for item in queued:
         todo.put(item)
+    publishing: list[Future[Result]] = []
 
-    def drain(worker) -> None:
-        while True:
-            try:
-                item = todo.get_nowait()
-            except queue.Empty:
-                return
-            outcome.add(process_item(store, item, [worker], load_seconds))
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="publish") as publisher:
+        def start(item: Item, used: list) -> None:
+            done = generate_item(store, item, used, load_seconds)
+            if isinstance(done, Result):
+                outcome.add(done)
+            else:
+                publishing.append(publisher.submit(done.publish))
 
-    if queued:
-        futures = [w.executor.submit(drain, w) for w in workers]
-        for f in futures:
-            f.result()
-    if split is not None:
-        outcome.add(process_item(store, split, workers[:2], load_seconds))
+        def drain(worker) -> None:
+            while True:
+                try:
+                    item = todo.get_nowait()
+                except queue.Empty:
+                    return
+                start(item, [worker])
+
+        if queued:
+            for f in [w.executor.submit(drain, w) for w in workers]:
+                f.result()
+        if split is not None:
+            start(split, workers[:2])
+        for f in publishing:
+            outcome.add(f.result())
 
 
 def run(settings: Settings) -> ExitCode:
