@@ -55,6 +55,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         runner = LocalRunner(settings, app.state.store)
         runner.prepare()
+        app.state.runner = runner  # the queue panel reads its slots
         workers.append((runner, start_thread(runner.run_forever, "t2v-runner")))
         keeper = Housekeeper(settings, app.state.store)
         workers.append((keeper, start_thread(keeper.run_forever, "t2v-housekeeping")))

@@ -93,6 +93,14 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             headers = {"Allow": ", ".join(allowed)}
         return _error(exc.status_code, message, type_=type_, code=str(exc.status_code), headers=headers)
 
+    @app.exception_handler(sa.exc.OperationalError)
+    @app.exception_handler(sa.exc.InterfaceError)
+    async def _db_down(request: Request, exc: Exception) -> JSONResponse:
+        # The database restarting or unreachable: say so and when to retry, not a bare 500.
+        log.warning("database unavailable", extra={"path": request.url.path, "error": str(exc)[:200]})
+        return _error(503, "the database is unavailable right now; retry shortly", type_="server_error",
+                      code="database_unavailable", headers={"Retry-After": "2"})
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", extra={"path": request.url.path})
