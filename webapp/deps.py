@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
+import sqlalchemy as sa
 from fastapi import Depends, Request
 from sqlmodel import Session
 
@@ -21,8 +22,16 @@ def _settings(request: Request) -> Settings:
 def _session(request: Request) -> Iterator[Session]:
     # GET and HEAD only read: their SQLite transactions begin deferred and never wait for writers.
     write = request.method not in ("GET", "HEAD")
-    with session_for(request.app.state.settings.db_url, write=write) as s:
-        yield s
+    session = session_for(request.app.state.settings.db_url, write=write)
+    try:
+        yield session
+    finally:
+        try:
+            session.close()
+        except sa.exc.DBAPIError:
+            # The connection died under us (database restart); the pool drops it. The answer is
+            # already decided, so failing here would only cut the client's connection.
+            pass
 
 
 def _store(request: Request) -> ObjectStore:

@@ -48,6 +48,10 @@ class PostgresServer:
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
         subprocess.run(_as_postgres([_pg_bin("initdb"), "-D", str(self.data), "-U", "t2v", "--auth=trust",
                                      "-E", "UTF8", "--no-sync"]), check=True, capture_output=True)
+        self._start()
+
+    def _start(self) -> None:
+        # -l: the server's output goes to a file; a pipe would keep subprocess.run waiting forever.
         subprocess.run(_as_postgres([_pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-w",
                                      "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
                                            "-c fsync=off -c max_connections=300", "start"]),
@@ -58,9 +62,9 @@ class PostgresServer:
                        capture_output=True)
 
     def restart(self) -> None:
-        """Stop and start again on the same port (for fault tests)."""
-        subprocess.run(_as_postgres([_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "restart"]),
-                       check=True, capture_output=True)
+        """Stop (dropping connections) and start again on the same port, for fault tests."""
+        self.stop()
+        self._start()
 
     def create_db(self, name: str) -> str:
         """Create a database and return its SQLAlchemy URL."""
