@@ -200,18 +200,19 @@ class LocalRunner:
 
     def _dispatch(self, session: Session) -> None:
         while len(self.jobs) < self.slots:
-            head = session.exec(select(Video).where(Video.status == VideoStatus.queued.value,
-                                                    col(Video.job_name).is_(None))
-                                .order_by((Video.priority != "interactive"), Video.seq).limit(1)).first()
-            if head is None:
+            waiting = session.exec(select(Video).where(Video.status == VideoStatus.queued.value,
+                                                       col(Video.job_name).is_(None))
+                                   .order_by((Video.priority != "interactive"), Video.seq)
+                                   .limit(self.settings.items_per_job * self.slots)).all()
+            if not waiting:
                 return
-            batch = [head]
-            if head.batch_id and self.settings.items_per_job > 1:
-                batch += session.exec(select(Video).where(
-                    Video.status == VideoStatus.queued.value, col(Video.job_name).is_(None),
-                    Video.batch_id == head.batch_id, Video.seq != head.seq,
-                    Video.model == head.model).order_by(Video.seq).limit(self.settings.items_per_job - 1)).all()
-            self._start(session, batch)
+            # Each job process loads the model once: when more videos wait than there are free slots,
+            # a job takes several of the same model (up to items_per_job), oldest first.
+            free = self.slots - len(self.jobs)
+            take = min(self.settings.items_per_job, max(1, -(-len(waiting) // free)))
+            head = waiting[0]
+            group = [v for v in waiting if v.model == head.model][:take]
+            self._start(session, group)
 
     # ---- helpers ------------------------------------------------------------------------------
 

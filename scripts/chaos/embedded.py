@@ -103,7 +103,7 @@ def run(iterations: int, seed: int, out: Path | None) -> dict:
             retry_pending(http, accepted, pending)
     retry_pending(http, accepted, pending)
     # Settle: wait for every accepted video to end (restarts keep going at the same port).
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + 1800
     while time.monotonic() < deadline:
         page = http.get("/v1/videos", params={"limit": 100, "status": "queued"}).json()["data"]
         running = http.get("/v1/videos", params={"limit": 100, "status": "in_progress"}).json()["data"]
