@@ -21,26 +21,58 @@ ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def new_id(prefix: str) -> str:
-    """`video_` / `batch_` plus 24 random base-36 characters."""
-    return prefix + "_" + "".join(secrets.choice(ID_ALPHABET) for _ in range(24))
+    """`video_` / `batch_` plus 24 random base-36 characters (124 bits)."""
+    n = int.from_bytes(secrets.token_bytes(16), "big")
+    chars = []
+    for _ in range(24):
+        n, r = divmod(n, 36)
+        chars.append(ID_ALPHABET[r])
+    return prefix + "_" + "".join(chars)
+
+
+def _video_values(spec: VideoSpec, *, tenant: str, priority: str, queue: str, retention_seconds: float,
+                  batch_id: str | None, batch_row: int | None, webhook_url: str | None, now: float) -> dict:
+    """Column values of a new queued video."""
+    return {
+        "id": new_id("video"), "tenant": tenant, "batch_id": batch_id, "batch_row": batch_row,
+        "status": VideoStatus.queued.value, "progress": 0, "model": spec.model, "prompt": spec.prompt,
+        "negative_prompt": spec.negative_prompt, "num_frames": spec.num_frames, "width": spec.width,
+        "height": spec.height, "fps": 30, "seed": spec.seed, "num_inference_steps": spec.num_inference_steps,
+        "guidance_scale": spec.guidance_scale, "priority": priority, "queue": queue, "metadata_json": spec.metadata,
+        "created_at": now, "updated_at": now, "expires_at": now + retention_seconds, "attempt": 0, "timings": {},
+        "webhook_url": webhook_url,
+    }
+
+
+def _first_event(video_id: str, now: float) -> dict:
+    return {"video_id": video_id, "at": now, "from_status": None, "to_status": VideoStatus.queued.value,
+            "reason": "submitted"}
 
 
 def add_video(session: Session, *, spec: VideoSpec, tenant: str, priority: str, queue: str,
-              retention_seconds: float, batch_id: str | None = None, batch_row: int | None = None,
-              webhook_url: str | None = None, now: float | None = None) -> Video:
+              retention_seconds: float, webhook_url: str | None = None, now: float | None = None) -> Video:
     """Stage a new queued video and its first event (the caller commits)."""
     now = now or time.time()
-    video = Video(
-        id=new_id("video"), tenant=tenant, batch_id=batch_id, batch_row=batch_row, status=VideoStatus.queued,
-        model=spec.model, prompt=spec.prompt, negative_prompt=spec.negative_prompt, num_frames=spec.num_frames,
-        width=spec.width, height=spec.height, fps=30, seed=spec.seed, num_inference_steps=spec.num_inference_steps,
-        guidance_scale=spec.guidance_scale, priority=priority, queue=queue, metadata_json=spec.metadata,
-        created_at=now, updated_at=now, expires_at=now + retention_seconds, webhook_url=webhook_url,
-    )
+    video = Video(**_video_values(spec, tenant=tenant, priority=priority, queue=queue,
+                                  retention_seconds=retention_seconds, batch_id=None, batch_row=None,
+                                  webhook_url=webhook_url, now=now))
     session.add(video)
-    session.add(VideoEvent(video_id=video.id, at=now, from_status=None, to_status=VideoStatus.queued.value,
-                           reason="submitted"))
+    session.add(VideoEvent(**_first_event(video.id, now)))
     return video
+
+
+def add_videos_bulk(session: Session, *, specs: list[VideoSpec], tenant: str, priority: str, queues: list[str],
+                    retention_seconds: float, batch_id: str, now: float) -> None:
+    """Stage many queued videos of a batch and their first events as two multi-row INSERTs.
+
+    The same rows `add_video` makes, without an ORM object per row: a 1,000-row CSV is
+    accepted several times faster.
+    """
+    videos = [_video_values(spec, tenant=tenant, priority=priority, queue=queue, retention_seconds=retention_seconds,
+                            batch_id=batch_id, batch_row=row, webhook_url=None, now=now)
+              for row, (spec, queue) in enumerate(zip(specs, queues, strict=True), start=1)]
+    session.execute(sa.insert(Video), videos)
+    session.execute(sa.insert(VideoEvent), [_first_event(v["id"], now) for v in videos])
 
 
 def get_video(session: Session, *, video_id: str, tenant: str | None, for_update: bool = False) -> Video:

@@ -84,9 +84,10 @@ def submit_batch(session: Session, *, specs: list[VideoSpec], tenant: str, setti
     batch = Batch(id=crud.new_id("batch"), tenant=tenant, name=name, total=len(specs), created_at=now,
                   metadata_json=metadata, webhook_url=webhook_url)
     session.add(batch)
-    for row, spec in enumerate(specs, start=1):
-        crud.add_video(session, spec=spec, tenant=tenant, priority="batch", queue=route_queue(spec, settings),
-                       retention_seconds=keep, batch_id=batch.id, batch_row=row, now=now)
+    session.flush()
+    crud.add_videos_bulk(session, specs=specs, tenant=tenant, priority="batch",
+                         queues=[route_queue(spec, settings) for spec in specs], retention_seconds=keep,
+                         batch_id=batch.id, now=now)
     if idempotency_key:
         session.add(IdempotencyKey(tenant=tenant, key=idempotency_key, body_sha256=digest, object_id=batch.id,
                                    created_at=now))
