@@ -51,7 +51,7 @@ class Caller:
         return None if self.admin else self.tenant
 
 
-def _caller(request: Request) -> Caller:
+def current_caller(request: Request) -> Caller:
     """The tenant behind the request's API key; without one, the default tenant unless keys are required."""
     from webapp.auth import Unauthorized, authenticate
 
@@ -71,4 +71,4 @@ def _caller(request: Request) -> Caller:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionDep = Annotated[Session, Depends(_session)]
 StoreDep = Annotated[ObjectStore, Depends(_store)]
-CallerDep = Annotated[Caller, Depends(_caller)]
+CallerDep = Annotated[Caller, Depends(current_caller)]

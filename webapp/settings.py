@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     )
     # Local runner: how many job processes at once. 0 = one per visible GPU, or 1 on CPU.
     runner_slots: int = Field(0, ge=0, le=64)
+    # Cluster mode: the GPUs Kueue's ClusterQueues hold in all (8 = one H100 node), and per job pod
+    # (Mochi runs one pipeline per GPU; two per pod lets one video split its guidance).
+    cluster_gpus: int = Field(8, ge=1)
+    gpus_per_job: int = Field(2, ge=1, le=8)
     # Items one job process takes; each process loads the model once, so more items amortise the load.
     items_per_job: int = Field(4, ge=1, le=64)
     # How often the runner looks at the DB and the job processes; small enough that progress feels live.

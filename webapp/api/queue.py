@@ -70,7 +70,7 @@ def _visible_gpu_count() -> int:
 def _capacity(request: Request, settings: Settings) -> tuple[int | None, int | None]:
     """(runner slots, GPUs) of this deployment, from the live runner when the server has one."""
     if settings.backend != Backend.local:
-        return None, None
+        return settings.cluster_gpus // settings.gpus_per_job, settings.cluster_gpus
     runner = getattr(request.app.state, "runner", None)
     if runner is not None:
         return runner.slots, len(runner.gpus)
@@ -96,7 +96,8 @@ def queue_state(session: Session, *, request: Request, settings: Settings, tenan
     slots, gpus = _capacity(request, settings)
     if slots is not None:
         busy = min(busy, slots)
-    gpu_use = min(busy, gpus) if gpus else 0
+    per_job = settings.gpus_per_job if settings.backend != Backend.local else 1
+    gpu_use = min(busy * per_job, gpus) if gpus else 0
     stmt = select(Video).where(Video.status == VideoStatus.queued.value)
     if tenant is not None:
         stmt = stmt.where(Video.tenant == tenant)

@@ -25,7 +25,7 @@ from webapp.api.queue import QueuePublic, queue_state
 from webapp.catalog import available_models
 from webapp.csvfile import read_rows, validate_rows
 from webapp.deps import Caller, CallerDep, SessionDep, SettingsDep, StoreDep
-from webapp.deps import _caller as resolve_caller
+from webapp.deps import current_caller as resolve_caller
 from webapp.errors import APIError, InvalidCSV, NotFound
 from webapp.models import Batch, Video, VideoPublic
 from webapp.pages.htmx import HTMX_CDN_URL, HTMX_LOCAL_URL, HTMX_SRI, HTMX_VERSION
