@@ -205,8 +205,8 @@ def build_wrapper(w: Wrapper, work: Path, out: Path, log) -> None:
         (wdir / "main.go").write_text(w.main_go)
         _run([GO, "mod", "tidy"], wdir, log)
     else:
-        pkgs = [p for p in w.binaries.values()]
-        _run([GO, "get", *[f"{p}@{w.version}" if p == w.module else p for p in pkgs]], wdir, log)
+        # Every package names the pinned version, or `go get` would move to the latest release.
+        _run([GO, "get", *[f"{p}@{w.version}" for p in w.binaries.values()]], wdir, log)
     tmp = out.with_name(out.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     for name, pkg in w.binaries.items():
