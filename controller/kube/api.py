@@ -1,0 +1,60 @@
+"""The few API server calls the controller makes, behind a small interface tests can fake."""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol
+
+
+class JobApi(Protocol):
+    """Create, list and delete the controller's Jobs in one namespace."""
+
+    def create_job(self, body: dict) -> bool:
+        """Create a Job; False if one of that name already exists (a re-run after a crash)."""
+
+    def list_jobs(self) -> dict[str, dict]:
+        """Every Job the controller made, by name."""
+
+    def delete_job(self, name: str) -> None:
+        """Delete a Job and its pods (background propagation); a missing Job is fine."""
+
+
+class KubeJobApi:
+    """JobApi over the official client; reads plain dicts so the adapter code stays client-free."""
+
+    def __init__(self, namespace: str) -> None:
+        from kubernetes import client, config
+
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        self.namespace = namespace
+        self.batch = client.BatchV1Api()
+        self._client = client
+
+    def create_job(self, body: dict) -> bool:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.batch.create_namespaced_job(self.namespace, body)
+        except ApiException as e:
+            if e.status == 409:
+                return False
+            raise
+        return True
+
+    def list_jobs(self) -> dict[str, dict]:
+        resp = self.batch.list_namespaced_job(self.namespace, label_selector="app.kubernetes.io/managed-by=t2v-controller",
+                                              _preload_content=False)
+        items = json.loads(resp.data)["items"]
+        return {j["metadata"]["name"]: j for j in items}
+
+    def delete_job(self, name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.batch.delete_namespaced_job(name, self.namespace, propagation_policy="Background")
+        except ApiException as e:
+            if e.status != 404:
+                raise

@@ -1,0 +1,165 @@
+"""Build the indexed `batch/v1` Job for a dispatch unit, and read its state back.
+
+Pure functions over plain dicts (what the API server speaks), so they are tested without a cluster;
+the generic loop in controller/kube/reconciler.py only calls these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jobcontract.records import ExitCode, Manifest, manifest_key
+from controller.settings import ControllerSettings
+
+LABEL_APP = "app.kubernetes.io/name"
+LABEL_VIDEO = "t2v.io/video-id"
+LABEL_BATCH = "t2v.io/batch-id"
+LABEL_TENANT = "t2v.io/tenant"
+LABEL_QUEUE = "t2v.io/queue"
+LABEL_MANAGED = "app.kubernetes.io/managed-by"
+ANNOTATION_VIDEOS = "t2v.io/video-ids"
+CONTAINER = "t2v"
+
+
+def job_name(first_video_id: str, attempt: int) -> str:
+    """A readable Job name from DB ids: the same videos and attempt always give the same name."""
+    return f"t2v-{first_video_id.removeprefix('video_')}-a{attempt}"
+
+
+def index_of(position: int, items_per_pod: int) -> int:
+    """The completion index that owns the item at `position` (0-based, in seq order)."""
+    return position // items_per_pod
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What the Job labels say about its videos."""
+
+    tenant: str
+    queue: str  # short | long
+    priority: str  # interactive | batch
+    batch_id: str | None
+
+
+def build_job(settings: ControllerSettings, manifest: Manifest, unit: Unit) -> dict:
+    """The Job for `manifest`: suspended, indexed, under Kueue, with per-index retries."""
+    completions = manifest.completions
+    # Kueue admits by parallelism x requests: never ask for more GPUs than the quota holds.
+    max_pods = max(1, settings.cluster_gpus // settings.gpus_per_pod)
+    video_ids = [i.video_id for i in manifest.items]
+    labels = {
+        LABEL_APP: "t2v-job",
+        LABEL_MANAGED: "t2v-controller",
+        LABEL_TENANT: unit.tenant,
+        LABEL_QUEUE: unit.queue,
+        "kueue.x-k8s.io/queue-name": settings.short_queue if unit.queue == "short" else settings.long_queue,
+        "kueue.x-k8s.io/priority-class": (settings.interactive_priority_class if unit.priority == "interactive"
+                                          else settings.batch_priority_class),
+    }
+    if unit.batch_id:
+        labels[LABEL_BATCH] = unit.batch_id
+    if len(video_ids) == 1:
+        labels[LABEL_VIDEO] = video_ids[0]
+    pod_labels = {k: v for k, v in labels.items() if not k.startswith("kueue.x-k8s.io/")}
+    gpus = str(settings.gpus_per_pod)
+    env = [
+        {"name": "T2V_MANIFEST", "value": manifest_key(manifest.job_name)},
+        {"name": "T2V_STORAGE_URL", "value": settings.objects_url},
+        {"name": "T2V_MODEL_DIR", "value": "/models"},
+        {"name": "HF_HUB_OFFLINE", "value": "1"},
+    ]
+    pod_spec: dict = {
+        "restartPolicy": "Never",  # podFailurePolicy requires it; retries are the Job's, per index
+        "automountServiceAccountToken": False,  # job pods have no API rights at all
+        "enableServiceLinks": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "initContainers": [{
+            # The model-cache DaemonSet writes READY last; wait for it rather than load half a model.
+            "name": "wait-model-cache", "image": settings.job_image,
+            "command": ["sh", "-c", "until [ -f /models/READY ]; do echo waiting for /models/READY; sleep 5; done"],
+            "volumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": True}],
+            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
+            "securityContext": _container_security(),
+        }],
+        "containers": [{
+            "name": CONTAINER, "image": settings.job_image, "command": ["python", "-m", "jobimage"],
+            "env": env,
+            "envFrom": [{"secretRef": {"name": settings.storage_secret, "optional": True}}],
+            "resources": {
+                "requests": {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": gpus},
+                "limits": {"memory": "96Gi", "nvidia.com/gpu": gpus},
+            },
+            "volumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": True},
+                             {"name": "tmp", "mountPath": "/tmp"},
+                             {"name": "shm", "mountPath": "/dev/shm"}],
+            "securityContext": _container_security(),
+        }],
+        "volumes": [
+            {"name": "models", "hostPath": {"path": settings.model_cache_host_path, "type": "Directory"}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "20Gi"}},
+            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}},
+        ],
+    }
+    if settings.model_ready_node_label:
+        pod_spec["nodeSelector"] = {settings.model_ready_node_label: "true"}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": manifest.job_name, "namespace": settings.namespace, "labels": labels,
+                     "annotations": {ANNOTATION_VIDEOS: ",".join(video_ids)}},
+        "spec": {
+            "suspend": True,  # Kueue unsuspends it on admission
+            "completionMode": "Indexed",
+            "completions": completions,
+            "parallelism": min(completions, max_pods),
+            "backoffLimitPerIndex": settings.backoff_limit_per_index,
+            "maxFailedIndexes": max(1, int(completions * settings.max_failed_indexes_fraction)) if completions > 1
+            else 0,
+            "ttlSecondsAfterFinished": settings.job_ttl_seconds,
+            "podFailurePolicy": {"rules": [
+                # Preemption, eviction, node drain: not the pod's fault, does not use up a retry.
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+                # A bad item or a broken setup: retrying this index cannot help; its result says why.
+                {"action": "FailIndex", "onExitCodes": {"containerName": CONTAINER, "operator": "In",
+                                                        "values": [int(ExitCode.BAD_ITEM), int(ExitCode.BAD_SETUP)]}},
+            ]},
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+        },
+    }
+
+
+def _container_security() -> dict:
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]}}
+
+
+@dataclass(frozen=True)
+class JobState:
+    """What the controller needs to know about a Job, read from its status."""
+
+    finished: bool  # Complete or Failed condition
+    failed: bool
+    running: bool  # admitted (unsuspended) and has active pods
+    suspended: bool
+    reason: str
+
+
+def read_state(job: dict) -> JobState:
+    """The state of a Job from its spec and status (plain dict as the API server returns it)."""
+    spec = job.get("spec") or {}
+    status = job.get("status") or {}
+    conds = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
+    if "Complete" in conds or "SuccessCriteriaMet" in conds:
+        return JobState(True, False, False, False, "job complete")
+    if "Failed" in conds:
+        c = conds["Failed"]
+        return JobState(True, True, False, False, f"job failed: {c.get('reason')}: {c.get('message', '')}".strip())
+    suspended = bool(spec.get("suspend"))
+    running = not suspended and ((status.get("active") or 0) > 0 or (status.get("ready") or 0) > 0
+                                 or (status.get("succeeded") or 0) > 0)
+    reason = "waiting for Kueue admission" if suspended else "admitted"
+    if suspended and "Suspended" in conds:
+        reason = f"suspended: {conds['Suspended'].get('message') or conds['Suspended'].get('reason')}"
+    return JobState(False, False, running, suspended, reason)

@@ -1,0 +1,165 @@
+"""The generic loop of cluster mode: queued rows -> indexed Jobs, Job states -> DB status.
+
+Level-triggered (STYLE 3): each pass reads what the DB and the API server say now and converges, so
+the controller can be killed at any line and the next pass (in this or another replica) finishes the
+work. The Job name is stored on the rows before the Job is created, so a crash between the two
+re-creates the same Job instead of a second one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from itertools import groupby
+
+from sqlmodel import Session, col, select
+
+from controller.kube.api import JobApi
+from controller.kube.jobs import Unit, build_job, index_of, job_name, read_state
+from controller.local_runner import item_for
+from controller.results import apply_progress, settle
+from controller.settings import ControllerSettings
+from jobcontract.records import Manifest, write_manifest
+from jobcontract.storage import ObjectStore
+from webapp import crud
+from webapp.db import session_for
+from webapp.models import Video
+from webapp.status import VideoStatus
+
+log = logging.getLogger("t2v.controller")
+
+ACTIVE = [VideoStatus.queued.value, VideoStatus.in_progress.value]
+
+
+class KubeController:
+    """Dispatcher and watcher of cluster mode in one reconcile step."""
+
+    def __init__(self, settings: ControllerSettings, store: ObjectStore, api: JobApi, *,
+                 is_leader=lambda: True) -> None:
+        self.settings = settings
+        self.store = store
+        self.api = api
+        self.is_leader = is_leader
+        self._stop = threading.Event()
+
+    def reconcile_once(self) -> None:
+        """One pass: settle, follow, cancel, re-create, dispatch; safe to call at any moment."""
+        if not self.is_leader():
+            return
+        jobs = self.api.list_jobs()
+        with session_for(self.settings.db_url) as session:
+            self._follow(session, jobs)
+            self._dispatch(session, jobs)
+
+    def run_forever(self) -> None:
+        """Call `reconcile_once` every resync period until `stop()`."""
+        log.info("kubernetes controller started", extra={"namespace": self.settings.namespace})
+        while not self._stop.is_set():
+            try:
+                self.reconcile_once()
+            except Exception:  # noqa: BLE001 - API server or DB hiccup; the next pass converges
+                log.exception("controller pass failed")
+            self._stop.wait(self.settings.resync_seconds)
+
+    def stop(self) -> None:
+        """End the loop after the current pass."""
+        self._stop.set()
+
+    # ---- watcher: cluster -> DB ---------------------------------------------------------------
+
+    def _follow(self, session: Session, jobs: dict[str, dict]) -> None:
+        rows = session.exec(select(Video).where(col(Video.job_name).is_not(None)).order_by(Video.seq)).all()
+        by_job: dict[str, list[Video]] = {}
+        for v in rows:
+            by_job.setdefault(v.job_name, []).append(v)
+        waiting: list[Video] = []
+        for name, videos in by_job.items():
+            active = [v for v in videos if VideoStatus(v.status).is_active()]
+            job = jobs.get(name)
+            if not active:
+                # Cancelled (or otherwise finished) while its Job lives: stop the Job, then forget it.
+                if job is not None and not read_state(job).finished:
+                    self.api.delete_job(name)
+                    log.info("deleted job of cancelled videos", extra={"job": name})
+                for v in videos:
+                    settle(session, store=self.store, video=v, exit_reason="cancelled", retry_allowed=False,
+                           max_attempts=self.settings.max_attempts)
+                session.commit()
+                continue
+            if job is None:
+                if all(v.status == VideoStatus.queued for v in active):
+                    self._create(session, name, active)  # claimed, then crashed before the Job existed
+                    continue
+                for v in active:
+                    settle(session, store=self.store, video=v, exit_reason=f"its Job {name} disappeared",
+                           retry_allowed=True, max_attempts=self.settings.max_attempts)
+                session.commit()
+                continue
+            state = read_state(job)
+            if state.finished:
+                outcomes = {v.id: settle(session, store=self.store, video=v, exit_reason=state.reason,
+                                         retry_allowed=True, max_attempts=self.settings.max_attempts)
+                            for v in videos}
+                session.commit()
+                log.info("job finished", extra={"job": name, "outcomes": outcomes})
+            elif state.running:
+                for v in active:
+                    if v.status == VideoStatus.queued:
+                        crud.transition(session, video=v, to=VideoStatus.in_progress,
+                                        reason=f"admitted by Kueue; running in Job {name}", queue_position=None)
+                    apply_progress(session, store=self.store, video=v)
+                session.commit()
+            elif state.suspended:
+                waiting.extend(active)
+                for v in active:
+                    if v.status == VideoStatus.in_progress:
+                        # Kueue suspended an admitted Job: preempted or evicted; the same Job resumes.
+                        crud.transition(session, video=v, to=VideoStatus.queued,
+                                        reason=f"preempted or evicted ({state.reason}); queued again")
+                session.commit()
+        self._positions(session, waiting)
+
+    def _positions(self, session: Session, waiting: list[Video]) -> None:
+        # Kueue orders a ClusterQueue by priority, then creation time (StrictFIFO/BestEffortFIFO); the
+        # same order over the waiting Jobs' videos is the place in line the API shows.
+        # TODO(issue 5): read the visibility API's pendingworkloads instead, per ClusterQueue.
+        ordered = sorted((v for v in waiting if v.status == VideoStatus.queued),
+                         key=lambda v: (v.priority != "interactive", v.seq))
+        for pos, v in enumerate(ordered, start=1):
+            if v.queue_position != pos:
+                v.queue_position = pos
+                session.add(v)
+        session.commit()
+
+    # ---- dispatcher: DB -> cluster ------------------------------------------------------------
+
+    def _dispatch(self, session: Session, jobs: dict[str, dict]) -> None:
+        waiting = session.exec(select(Video).where(Video.status == VideoStatus.queued.value,
+                                                   col(Video.job_name).is_(None))
+                               .order_by((Video.priority != "interactive"), Video.seq)
+                               .limit(self.settings.dispatch_batch)).all()
+
+        def key(v: Video) -> tuple:
+            # A batch's videos of one model, queue and priority share a Job; single videos get their own.
+            return (v.batch_id or v.id, v.model, v.queue, v.priority, v.tenant)
+
+        for _, group in groupby(sorted(waiting, key=lambda v: (key(v), v.seq)), key=key):
+            videos = list(group)
+            name = job_name(videos[0].id, videos[0].attempt + 1)
+            now = time.time()
+            claimed = [v for v in videos if crud.claim(session, video_id=v.id, job_name=name, now=now)]
+            session.commit()  # the name is on the rows before the Job exists
+            if claimed:
+                session.expire_all()
+                self._create(session, name, claimed)
+
+    def _create(self, session: Session, name: str, videos: list[Video]) -> None:
+        per_pod = self.settings.items_per_pod
+        manifest = Manifest(job_name=name, items=[item_for(v, index_of(i, per_pod)) for i, v in enumerate(videos)])
+        write_manifest(self.store, manifest)
+        head = videos[0]
+        unit = Unit(tenant=head.tenant, queue=head.queue, priority=head.priority, batch_id=head.batch_id)
+        created = self.api.create_job(build_job(self.settings, manifest, unit))
+        log.info("job created" if created else "job already existed",
+                 extra={"job": name, "videos": [v.id for v in videos], "indexes": manifest.completions})

@@ -1,0 +1,49 @@
+"""Cluster-mode settings: the service settings plus what the controller needs to build Jobs."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from webapp.settings import Settings
+
+
+class ControllerSettings(Settings):
+    """`T2V_*` settings for `t2v controller`; each default says why it is what it is."""
+
+    # Where Jobs are made; the manifests' namespace, so RBAC stays namespaced.
+    namespace: str = "t2v"
+    # The jobimage; pinned by digest in the h100 overlay so a pod never runs an unexpected build.
+    job_image: str = "t2v-jobimage:latest"
+    # Mochi runs one pipeline per GPU; two per pod lets one video split its guidance (docs/decisions.md).
+    gpus_per_pod: int = Field(2, ge=1, le=8)
+    # Items per pod (per completion index): the model load (~60 s from NVMe) is paid once per pod, so
+    # 4 items of ~5 min each keep it under 5 % of the pod's time while a lost pod loses little work.
+    items_per_pod: int = Field(4, ge=1, le=64)
+    # Kueue LocalQueue names in the namespace (kueue/localqueues.yaml).
+    short_queue: str = "short"
+    long_queue: str = "long"
+    # WorkloadPriorityClasses (kueue/priorities.yaml): people waiting at the page before scripts.
+    interactive_priority_class: str = "t2v-interactive"
+    batch_priority_class: str = "t2v-batch"
+    # Node-local NVMe folder the model-cache DaemonSet fills; mounted read-only into job pods.
+    model_cache_host_path: str = "/var/lib/t2v/models"
+    # Label the DaemonSet sets once READY exists; empty = no selector (the kwok test node has none).
+    model_ready_node_label: str = ""
+    # Secret with S3 credentials for job pods (envFrom), referenced, never inlined.
+    storage_secret: str = "t2v-storage"
+    # Finished Jobs linger this long for `kubectl describe`, then the API server deletes them.
+    job_ttl_seconds: int = Field(3600, ge=0)
+    # Per-index retries for retryable exits (OOM, node trouble); bad items fail at once.
+    backoff_limit_per_index: int = Field(2, ge=0)
+    # A batch Job fails as a whole only when this many indexes failed (one bad index must fail alone).
+    max_failed_indexes_fraction: float = Field(0.5, gt=0, le=1)
+    # Full list of Jobs each pass: level-triggered, so a missed event costs at most one period.
+    resync_seconds: float = Field(2.0, gt=0, le=300)
+    # Server-side watch timeout; below typical load-balancer idle cuts (5 min) so watches end cleanly.
+    watch_timeout_seconds: int = Field(240, ge=10, le=3600)
+    # Lease for leader election: one active controller; 15 s lease / 10 s renew as client-go's defaults.
+    lease_name: str = "t2v-controller"
+    lease_seconds: float = Field(15.0, gt=1)
+    renew_seconds: float = Field(10.0, gt=0.5)
+    # Upper bound of videos dispatched per pass, so one pass stays short under a 5,000-row CSV.
+    dispatch_batch: int = Field(500, ge=1)

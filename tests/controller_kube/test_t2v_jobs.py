@@ -1,0 +1,56 @@
+"""The Job builder and the Job-state reader: pure functions over plain dicts."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.kube.jobs import Unit, build_job, index_of, job_name, read_state
+from controller.settings import ControllerSettings
+from jobcontract.records import Item, Manifest
+
+
+def manifest(n: int, per_pod: int = 4) -> Manifest:
+    items = [Item(video_id=f"video_{i:024d}", index=index_of(i, per_pod), prompt="p", negative_prompt="", seed=1,
+                  num_frames=13, height=144, width=256, num_inference_steps=2, guidance_scale=4.5, fps=24,
+                  model="tiny") for i in range(n)]
+    return Manifest(job_name=job_name(items[0].video_id, 1), items=items)
+
+
+def test_job_is_suspended_indexed_under_kueue_with_per_index_retries(tmp_path) -> None:
+    s = ControllerSettings(data_dir=tmp_path)
+    job = build_job(s, manifest(20), Unit(tenant="acme", queue="long", priority="batch", batch_id="batch_x"))
+    spec, labels = job["spec"], job["metadata"]["labels"]
+    assert spec["suspend"] is True and spec["completionMode"] == "Indexed"
+    assert spec["completions"] == 5 and spec["parallelism"] == 4  # 8 GPUs / 2 per pod
+    assert spec["maxFailedIndexes"] >= 1 and spec["backoffLimitPerIndex"] == 2
+    assert labels["kueue.x-k8s.io/queue-name"] == "long"
+    assert labels["kueue.x-k8s.io/priority-class"] == "t2v-batch"
+    assert labels["t2v.io/batch-id"] == "batch_x" and labels["t2v.io/tenant"] == "acme"
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    rules = spec["podFailurePolicy"]["rules"]
+    assert rules[0]["action"] == "Ignore" and rules[1]["onExitCodes"]["values"] == [42, 78]
+    assert job["metadata"]["name"] == "t2v-000000000000000000000000-a1"
+    assert len(job["metadata"]["name"]) <= 63
+
+
+def test_single_video_job_names_its_video(tmp_path) -> None:
+    job = build_job(ControllerSettings(data_dir=tmp_path), manifest(1),
+                    Unit(tenant="default", queue="short", priority="interactive", batch_id=None))
+    assert job["metadata"]["labels"]["t2v.io/video-id"] == "video_" + "0" * 24
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "t2v-interactive"
+    assert job["spec"]["maxFailedIndexes"] == 0
+
+
+@pytest.mark.parametrize(("job", "finished", "failed", "running", "suspended"), [
+    pytest.param({"spec": {"suspend": True}}, False, False, False, True, id="waiting"),
+    pytest.param({"spec": {"suspend": False}, "status": {"active": 2}}, False, False, True, False, id="running"),
+    pytest.param({"status": {"conditions": [{"type": "Complete", "status": "True"}]}}, True, False, False, False,
+                 id="complete"),
+    pytest.param({"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "FailedIndexes"}]}},
+                 True, True, False, False, id="failed"),
+])
+def test_read_state(job, finished, failed, running, suspended) -> None:
+    st = read_state(job)
+    assert (st.finished, st.failed, st.running, st.suspended) == (finished, failed, running, suspended)
