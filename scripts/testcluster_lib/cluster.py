@@ -24,6 +24,9 @@ import yaml
 from . import build as b
 
 KUEUE_NS = "kueue-system"
+# Kueue's visibility server reads its serving cert from this fixed path when internal cert
+# management is off (sigs.k8s.io/kueue pkg/visibility/server.go); it cannot be configured.
+VISIBILITY_CERT_DIR = Path("/visibility")
 H100_LABELS = {
     "node.kubernetes.io/instance-type": "p5.48xlarge",
     "nvidia.com/gpu.present": "true",
@@ -237,6 +240,26 @@ def _kwok_stages() -> str:
     return "\n---\n".join(parts)
 
 
+def _visibility_cert(pki: Path) -> bool:
+    """Make sure Kueue's fixed visibility cert path holds a cert; False if we may not write there.
+
+    The APIService skips TLS verification, so one self-signed cert shared by every
+    cluster on the machine is enough and it is left in place by `down`.
+    """
+    crt, key = VISIBILITY_CERT_DIR / "tls.crt", VISIBILITY_CERT_DIR / "tls.key"
+    if crt.is_file() and key.is_file():
+        return True
+    try:
+        VISIBILITY_CERT_DIR.mkdir(exist_ok=True)
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(crt),
+                 "-days", "3650", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                 cwd=pki)
+    except (OSError, subprocess.CalledProcessError) as e:
+        _log(f"cannot write Kueue's visibility cert to {VISIBILITY_CERT_DIR} ({e}); visibility API off")
+        return False
+    return True
+
+
 def _visibility_manifests(port: int) -> list[dict]:
     # The aggregator resolves an ExternalName Service to its name and the APIService port, so
     # this reaches Kueue's visibility server on loopback without Endpoints (which refuse 127.0.0.1).
@@ -385,9 +408,14 @@ def up(state: Path, *, nodes: int = 1, gpus_per_node: int = 8) -> Cluster:
         "integrations": {"frameworks": ["batch/job"]},
     }
     (state / "kueue-config.yaml").write_text(yaml.safe_dump(kcfg))
-    _start(state, "kueue", [str(bin_("kueue")), "--config", str(state / "kueue-config.yaml"),
-                            "--kubeconfig", kc, "--zap-log-level", "2"])
-    _apply(state, _visibility_manifests(ports["kueue-visibility"]))
+    kueue_cmd = [str(bin_("kueue")), "--config", str(state / "kueue-config.yaml"), "--kubeconfig", kc,
+                 "--zap-log-level", "2"]
+    visibility = _visibility_cert(pki)
+    if not visibility:
+        kueue_cmd.append("--feature-gates=VisibilityOnDemand=false")
+    _start(state, "kueue", kueue_cmd)
+    if visibility:
+        _apply(state, _visibility_manifests(ports["kueue-visibility"]))
     _apply(state, [_node(i, gpus_per_node) for i in range(nodes)])
 
     for name in ("kube-controller-manager", "kube-scheduler"):
