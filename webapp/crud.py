@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
-from webapp.errors import InvalidParam, NotFound
+from webapp.errors import NotFound
 from webapp.models import Batch, Video, VideoEvent
 from webapp.params import VideoSpec
 from webapp.status import VideoStatus, can_move

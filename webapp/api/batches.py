@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from jobcontract.errors import ObjectNotFound
 from jobcontract.records import video_keys
 from jobcontract.storage import ObjectStore
-from webapp import crud, presenters
+from webapp import actions, crud, presenters
 from webapp.api.body import read_limited
 from webapp.catalog import KNOWN_MODELS, available_models
 from webapp.csvfile import read_rows, validate_rows
@@ -148,12 +148,7 @@ def get_webhooks(batch_id: str, session: SessionDep, caller: CallerDep) -> dict:
 def cancel_batch(batch_id: str, session: SessionDep, caller: CallerDep) -> BatchPublic:
     """Cancel every video of the batch that has not finished; finished ones stay."""
     batch = crud.get_batch(session, batch_id=check_id(batch_id), tenant=caller.scope)
-    if batch.cancelled_at is None:
-        batch.cancelled_at = time.time()
-        session.add(batch)
-    for video in crud.active_videos(session, batch_id=batch.id):
-        crud.transition(session, video=video, to=VideoStatus.cancelled, reason="batch cancelled by user")
-    session.commit()
+    actions.cancel_batch(session, batch)
     return presenters.batches_public(session, [batch])[0]
 
 

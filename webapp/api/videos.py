@@ -12,7 +12,7 @@ from sqlmodel import col
 
 from jobcontract.errors import ObjectNotFound
 from jobcontract.records import video_keys
-from webapp import crud, presenters
+from webapp import actions, crud, presenters
 from webapp.api.body import json_or_form
 from webapp.catalog import KNOWN_MODELS, available_models
 from webapp.deps import CallerDep, SessionDep, SettingsDep, StoreDep
@@ -128,14 +128,7 @@ def cancel_video(video_id: str, session: SessionDep, caller: CallerDep) -> Video
 def delete_video(video_id: str, session: SessionDep, store: StoreDep, caller: CallerDep) -> VideoDeleted:
     """Cancel if needed, then remove the row, its events and its files."""
     video = crud.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
-    if VideoStatus(video.status).is_active():
-        crud.transition(session, video=video, to=VideoStatus.cancelled, reason="deleted by user")
-        session.commit()
-    crud.delete_video(session, video=video)
-    session.commit()
-    # Files go after the row: a crash in between leaves orphans for the janitor, never a row without files.
-    for key in video_keys(video.id).values():
-        store.delete(key)
+    actions.delete_video(session, store, video)
     return VideoDeleted(id=video.id)
 
 

@@ -1,12 +1,11 @@
 """Alembic environment: runs migrations on the engine the app passes in."""
 
 from alembic import context
-from sqlmodel import SQLModel
 
-import webapp.models  # noqa: F401  (registers the tables)
+import webapp.models
 
 config = context.config
-target_metadata = SQLModel.metadata
+target_metadata = webapp.models.SQLModel.metadata  # importing the models registered their tables
 
 engine = config.attributes.get("engine")
 if engine is None:

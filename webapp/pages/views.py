@@ -19,8 +19,7 @@ from fastapi.templating import Jinja2Templates
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from jobcontract.records import video_keys
-from webapp import crud, presenters
+from webapp import actions, crud, presenters
 from webapp.api.queue import QueuePublic, queue_state
 from webapp.catalog import available_models
 from webapp.csvfile import read_rows, validate_rows
@@ -321,13 +320,7 @@ def delete_video(video_id: str, session: SessionDep, store: StoreDep, caller: Ca
     """Cancel if needed, delete row and files; the empty answer removes the row."""
     video = _find(session, caller, video_id)
     if video is not None:
-        if VideoStatus(video.status).is_active():
-            crud.transition(session, video=video, to=VideoStatus.cancelled, reason="deleted by user")
-            session.commit()
-        crud.delete_video(session, video=video)
-        session.commit()
-        for key in video_keys(video.id).values():
-            store.delete(key)
+        actions.delete_video(session, store, video)
     return HTMLResponse("")
 
 
@@ -394,12 +387,7 @@ def cancel_batch(request: Request, batch_id: str, session: SessionDep, caller: C
         batch = crud.get_batch(session, batch_id=batch_id, tenant=caller.scope)
     except NotFound:
         return HTMLResponse("")
-    if batch.cancelled_at is None:
-        batch.cancelled_at = time.time()
-        session.add(batch)
-    for video in crud.active_videos(session, batch_id=batch.id):
-        crud.transition(session, video=video, to=VideoStatus.cancelled, reason="batch cancelled by user")
-    session.commit()
+    actions.cancel_batch(session, batch)
     return _batch(request, session, caller, batch_id)
 
 
