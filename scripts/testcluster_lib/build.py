@@ -7,6 +7,7 @@ requires the upstream module and points every such replace at its published twin
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -189,6 +190,12 @@ def _upstream_replaces(w: Wrapper, wdir: Path, log) -> list[str]:
     return lines
 
 
+def _module_dir(w: Wrapper, wdir: Path) -> Path:
+    out = subprocess.run([GO, "mod", "download", "-json", f"{w.module}@{w.version}"], cwd=wdir, env=_go_env(),
+                         capture_output=True, text=True, check=True)
+    return Path(json.loads(out.stdout)["Dir"])
+
+
 def build_wrapper(w: Wrapper, work: Path, out: Path, log) -> None:
     """Generate the wrapper module of w and build its binaries into out."""
     wdir = work / w.name
@@ -201,6 +208,10 @@ def build_wrapper(w: Wrapper, work: Path, out: Path, log) -> None:
     if replaces:
         text += "\nreplace (\n" + "".join(f"\t{r}\n" for r in replaces) + ")\n"
     (wdir / "go.mod").write_text(text)
+    # Start from the upstream's own checksums: some of its pinned dependencies are not in the sum database.
+    upstream_sum = _module_dir(w, wdir) / "go.sum"
+    if upstream_sum.is_file():
+        shutil.copyfile(upstream_sum, wdir / "go.sum")
     if w.main_go:
         (wdir / "main.go").write_text(w.main_go)
         _run([GO, "mod", "tidy"], wdir, log)
@@ -224,8 +235,22 @@ def build_wrapper(w: Wrapper, work: Path, out: Path, log) -> None:
 
 def build(only: list[str] | None = None) -> Path:
     """Build every missing component; a no-op when the cache is complete."""
-    todo = [b for b in missing() if not only or b in only]
     out = bin_dir()
+    if not [b for b in missing() if not only or b in only]:
+        return out
+    cache_root().mkdir(parents=True, exist_ok=True)
+    # Several test sessions may ask for a build at once; one builds, the others wait and reuse it.
+    with open(cache_root() / "build.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"testcluster: waiting for another build to finish ({cache_root() / 'build.log'})", file=sys.stderr)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(only, out)
+
+
+def _build_locked(only: list[str] | None, out: Path) -> Path:
+    todo = [b for b in missing() if not only or b in only]
     if not todo:
         return out
     work = cache_root() / "work"
