@@ -62,6 +62,7 @@ def build_job(settings: ControllerSettings, manifest: Manifest, unit: Unit) -> d
         labels[LABEL_VIDEO] = video_ids[0]
     pod_labels = {k: v for k, v in labels.items() if not k.startswith("kueue.x-k8s.io/")}
     gpus = str(settings.gpus_per_pod)
+    ready = " && ".join(f"[ -f /models/{m}/READY ]" for m in sorted({i.model for i in manifest.items}))
     env = [
         {"name": "T2V_MANIFEST", "value": manifest_key(manifest.job_name)},
         {"name": "T2V_STORAGE_URL", "value": settings.objects_url},
@@ -76,9 +77,9 @@ def build_job(settings: ControllerSettings, manifest: Manifest, unit: Unit) -> d
                             "seccompProfile": {"type": "RuntimeDefault"}},
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         "initContainers": [{
-            # The model-cache DaemonSet writes READY last; wait for it rather than load half a model.
+            # `t2v model sync` writes <model>/READY last; wait for it rather than load half a model.
             "name": "wait-model-cache", "image": settings.job_image,
-            "command": ["sh", "-c", "until [ -f /models/READY ]; do echo waiting for /models/READY; sleep 5; done"],
+            "command": ["sh", "-c", f"until {ready}; do echo waiting for the model cache READY; sleep 5; done"],
             "volumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": True}],
             "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
             "securityContext": _container_security(),

@@ -54,3 +54,11 @@ def test_single_video_job_names_its_video(tmp_path) -> None:
 def test_read_state(job, finished, failed, running, suspended) -> None:
     st = read_state(job)
     assert (st.finished, st.failed, st.running, st.suspended) == (finished, failed, running, suspended)
+
+
+def test_pod_waits_for_each_models_ready_marker(tmp_path) -> None:
+    job = build_job(ControllerSettings(data_dir=tmp_path), manifest(2),
+                    Unit(tenant="default", queue="short", priority="interactive", batch_id=None))
+    init = job["spec"]["template"]["spec"]["initContainers"][0]
+    assert "[ -f /models/tiny/READY ]" in init["command"][2]
+    assert init["volumeMounts"][0]["readOnly"] is True
