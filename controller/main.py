@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 from controller.kube.api import KubeJobApi
+from controller.kube.leader import KubeLeaseApi, LeaderElector
 from controller.kube.reconciler import KubeController
 from controller.settings import ControllerSettings
 from jobcontract.storage import open_store
@@ -10,7 +14,11 @@ from webapp.settings import Settings
 
 
 def build_controller(settings: Settings) -> KubeController:
-    """The dispatcher + watcher for `settings` (extended with the cluster fields from the environment)."""
+    """Dispatcher + watcher for `settings` (extended with the cluster fields), acting only as leader."""
     cs = settings if isinstance(settings, ControllerSettings) else ControllerSettings(
         **settings.model_dump(exclude_unset=True))
-    return KubeController(cs, open_store(cs.objects_url), KubeJobApi(cs.namespace))
+    jobs = KubeJobApi(cs.namespace)  # loads the in-cluster or kubeconfig credentials
+    elector = LeaderElector(KubeLeaseApi(cs.namespace, cs.lease_name),
+                            identity=f"{socket.gethostname()}-{os.getpid()}",
+                            lease_seconds=cs.lease_seconds, renew_seconds=cs.renew_seconds)
+    return KubeController(cs, open_store(cs.objects_url), jobs, is_leader=elector.is_leader)
