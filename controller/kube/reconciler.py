@@ -98,6 +98,10 @@ class KubeController:
                 continue
             state = read_state(job)
             if state.finished:
+                for v in active:
+                    if v.status == VideoStatus.queued:  # ran and ended between two passes
+                        crud.transition(session, video=v, to=VideoStatus.in_progress,
+                                        reason=f"ran in Job {name}", queue_position=None)
                 outcomes = {v.id: settle(session, store=self.store, video=v, exit_reason=state.reason,
                                          retry_allowed=True, max_attempts=self.settings.max_attempts)
                             for v in videos}

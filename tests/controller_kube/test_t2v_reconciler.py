@@ -147,3 +147,14 @@ def test_follower_does_nothing(settings, api, cluster) -> None:
     submit(api)
     KubeController(settings, api.app.state.store, cluster, is_leader=lambda: False).reconcile_once()
     assert cluster.jobs == {}
+
+
+def test_job_that_ran_and_ended_between_two_passes_completes(settings, api, cluster) -> None:
+    c = ctl(settings, api, cluster)
+    vid = submit(api)
+    c.reconcile_once()
+    cluster.admit()
+    cluster.finish(next(iter(cluster.jobs)))
+    c.reconcile_once()
+    v = statuses(api, [vid])[0]
+    assert v["status"] == "completed"
