@@ -18,6 +18,9 @@ class JobApi(Protocol):
     def delete_job(self, name: str) -> None:
         """Delete a Job and its pods (background propagation); a missing Job is fine."""
 
+    def job_pod_nodes(self) -> dict[tuple[str, int], str]:
+        """(job name, completion index) -> node name of the pods scheduled so far."""
+
 
 class KubeJobApi:
     """JobApi over the official client; reads plain dicts so the adapter code stays client-free."""
@@ -31,6 +34,7 @@ class KubeJobApi:
             config.load_kube_config()
         self.namespace = namespace
         self.batch = client.BatchV1Api()
+        self._core = client.CoreV1Api()
         self._client = client
 
     def create_job(self, body: dict) -> bool:
@@ -49,6 +53,19 @@ class KubeJobApi:
                                               _preload_content=False)
         items = json.loads(resp.data)["items"]
         return {j["metadata"]["name"]: j for j in items}
+
+    def job_pod_nodes(self) -> dict[tuple[str, int], str]:
+        resp = self._core.list_namespaced_pod(self.namespace,
+                                              label_selector="app.kubernetes.io/managed-by=t2v-controller",
+                                              _preload_content=False)
+        out: dict[tuple[str, int], str] = {}
+        for pod in json.loads(resp.data)["items"]:
+            labels = pod["metadata"].get("labels") or {}
+            node = (pod.get("spec") or {}).get("nodeName")
+            job, index = labels.get("batch.kubernetes.io/job-name"), labels.get("batch.kubernetes.io/job-completion-index")
+            if node and job and index is not None:
+                out[(job, int(index))] = node
+        return out
 
     def delete_job(self, name: str) -> None:
         from kubernetes.client.exceptions import ApiException

@@ -42,12 +42,14 @@ class KubeController:
         self.api = api
         self.is_leader = is_leader
         self._stop = threading.Event()
+        self._nodes: dict[tuple[str, int], str] = {}
 
     def reconcile_once(self) -> None:
         """One pass: settle, follow, cancel, re-create, dispatch; safe to call at any moment."""
         if not self.is_leader():
             return
         jobs = self.api.list_jobs()
+        self._nodes = self.api.job_pod_nodes()
         with session_for(self.settings.db_url) as session:
             self._follow(session, jobs)
             self._dispatch(session, jobs)
@@ -108,6 +110,11 @@ class KubeController:
                 session.commit()
                 log.info("job finished", extra={"job": name, "outcomes": outcomes})
             elif state.running:
+                for pos, v in enumerate(videos):
+                    node = self._nodes.get((name, index_of(pos, self.settings.items_per_pod)))
+                    if node and v.node != node and VideoStatus(v.status).is_active():
+                        v.node = node
+                        session.add(v)
                 for v in active:
                     if v.status == VideoStatus.queued:
                         crud.transition(session, video=v, to=VideoStatus.in_progress,

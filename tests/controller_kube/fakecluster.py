@@ -38,6 +38,10 @@ class FakeCluster:
         self.deleted.append(name)
         self.jobs.pop(name, None)
 
+    def job_pod_nodes(self) -> dict[tuple[str, int], str]:
+        return {(n, i): "kwok-gpu-0" for n in self.running()
+                for i in range(self.jobs[n]["spec"]["parallelism"])}
+
     # Kueue
     def _gpus(self, job: dict) -> int:
         req = job["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/gpu"]

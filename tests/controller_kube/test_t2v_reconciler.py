@@ -10,11 +10,14 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlmodel import select
 
 from controller.kube.reconciler import KubeController
 from controller.settings import ControllerSettings
 from tests.controller_kube.fakecluster import FakeCluster
 from webapp.app import create_app
+from webapp.db import session_for
+from webapp.models import Video
 
 
 @pytest.fixture
@@ -57,6 +60,9 @@ def test_six_videos_four_run_two_wait_with_positions_all_complete(settings, api,
     vs = statuses(api, ids)
     assert [v["status"] for v in vs].count("in_progress") == 4
     waiting = [v for v in vs if v["status"] == "queued"]
+    with session_for(settings.db_url) as s:
+        nodes = {v.id: v.node for v in s.exec(select(Video)).all()}
+    assert sorted(nodes[v["id"]] or "" for v in vs) == [""] * 2 + ["kwok-gpu-0"] * 4
     assert sorted(v["queue_position"] for v in waiting) == [1, 2]
     for _ in range(3):
         for name in cluster.running():
