@@ -153,7 +153,8 @@ class LocalRunner:
             if code is None:
                 continue
             del self.jobs[job.name]
-            reason = job.kill_reason or f"job process exited with code {code}"
+            reason = job.kill_reason or (f"job process exited with code {code}" if job.proc is not None else
+                                         "job process (adopted after a restart) ended without a final result")
             retry = code not in (ExitCode.BAD_SETUP, ExitCode.BAD_ITEM) or job.kill_reason is not None
             outcomes = {}
             for video in self._videos(session, job.video_ids):

@@ -94,8 +94,7 @@ def run(db: str, rows: int, n: int, concurrency: int) -> dict:
     pg = None
     try:
         if db == "postgres":
-            (root / "pg").mkdir()
-            pg = PostgresServer(root / "pg", free_port())
+            pg = PostgresServer(Path(tempfile.mkdtemp(prefix="t2v-pg-")), free_port())  # postgres owns it
             pg.start()
             db_url = pg.create_db("t2v_bench")
         else:
@@ -145,6 +144,7 @@ def run(db: str, rows: int, n: int, concurrency: int) -> dict:
     finally:
         if pg:
             pg.stop()
+        shutil.rmtree(pg.root, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)
     return {"db": db, "rows": rows, "requests_per_case": n, "concurrency": concurrency,
             "seed_seconds": round(seed_seconds, 1), "csv_1000_rows_seconds": round(csv_seconds, 3), "cases": results}

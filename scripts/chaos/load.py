@@ -68,8 +68,7 @@ async def client(urls: list[str], n: int, until: float, lat: dict[str, list[floa
 
 def run(clients: int, seconds: float, out: Path | None) -> dict:
     root = Path(tempfile.mkdtemp(prefix="t2v-load-"))
-    pg = PostgresServer(root / "pg", free_port())
-    (root / "pg").mkdir()
+    pg = PostgresServer(Path(tempfile.mkdtemp(prefix="t2v-pg-")), free_port())  # its own dir: postgres owns it
     pg.start()
     servers = []
     try:
@@ -92,6 +91,7 @@ def run(clients: int, seconds: float, out: Path | None) -> dict:
         for s in servers:
             s.stop()
         pg.stop()
+        shutil.rmtree(pg.root, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)
     total = sum(len(v) for v in lat.values())
     summary = {"clients": clients, "seconds": round(wall, 1), "requests": total, "errors": len(errors),
