@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 
 from controller.kube.api import KubeJobApi
 from controller.kube.leader import KubeLeaseApi, LeaderElector
 from controller.kube.reconciler import KubeController
+from controller.kube.watch import JobWatch
 from controller.settings import ControllerSettings
 from jobcontract.storage import open_store
 from webapp.settings import Settings
@@ -21,4 +23,5 @@ def build_controller(settings: Settings) -> KubeController:
     elector = LeaderElector(KubeLeaseApi(cs.namespace, cs.lease_name),
                             identity=f"{socket.gethostname()}-{os.getpid()}",
                             lease_seconds=cs.lease_seconds, renew_seconds=cs.renew_seconds)
-    return KubeController(cs, open_store(cs.objects_url), jobs, is_leader=elector.is_leader)
+    watch = JobWatch(jobs.list_version, jobs.watch_jobs, threading.Event(), timeout_seconds=cs.watch_timeout_seconds)
+    return KubeController(cs, open_store(cs.objects_url), jobs, is_leader=elector.is_leader, watch=watch)

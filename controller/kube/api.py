@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Protocol
 
+SELECTOR = "app.kubernetes.io/managed-by=t2v-controller"  # on every Job and pod the controller makes
+
 
 class JobApi(Protocol):
     """Create, list and delete the controller's Jobs in one namespace."""
@@ -49,14 +51,37 @@ class KubeJobApi:
         return True
 
     def list_jobs(self) -> dict[str, dict]:
-        resp = self.batch.list_namespaced_job(self.namespace, label_selector="app.kubernetes.io/managed-by=t2v-controller",
+        resp = self.batch.list_namespaced_job(self.namespace, label_selector=SELECTOR,
                                               _preload_content=False)
         items = json.loads(resp.data)["items"]
         return {j["metadata"]["name"]: j for j in items}
 
+    def list_version(self) -> str:
+        """resourceVersion of a fresh list of the controller's Jobs (where a watch starts)."""
+        resp = self.batch.list_namespaced_job(self.namespace, label_selector=SELECTOR, limit=1,
+                                              _preload_content=False)
+        return json.loads(resp.data)["metadata"]["resourceVersion"]
+
+    def watch_jobs(self, rv: str, timeout_seconds: int):
+        """Raw Job watch events from `rv`, bookmarks on; a 410 becomes an ERROR event with code 410."""
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        w = watch.Watch()
+        try:
+            for ev in w.stream(self.batch.list_namespaced_job, self.namespace, label_selector=SELECTOR,
+                               resource_version=rv, allow_watch_bookmarks=True, timeout_seconds=timeout_seconds):
+                yield {"type": ev["type"], "object": ev.get("raw_object") or {}}
+        except ApiException as e:
+            if e.status != 410:
+                raise
+            yield {"type": "ERROR", "object": {"code": 410, "message": str(e.reason)}}
+        finally:
+            w.stop()
+
     def job_pod_nodes(self) -> dict[tuple[str, int], str]:
         resp = self._core.list_namespaced_pod(self.namespace,
-                                              label_selector="app.kubernetes.io/managed-by=t2v-controller",
+                                              label_selector=SELECTOR,
                                               _preload_content=False)
         out: dict[tuple[str, int], str] = {}
         for pod in json.loads(resp.data)["items"]:

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from controller.kube.api import JobApi
 from controller.kube.jobs import Unit, build_job, index_of, job_name, read_state
+from controller.kube.watch import JobWatch
 from controller.local_runner import item_for
 from controller.results import apply_progress, settle
 from controller.settings import ControllerSettings
@@ -36,12 +37,14 @@ class KubeController:
     """Dispatcher and watcher of cluster mode in one reconcile step."""
 
     def __init__(self, settings: ControllerSettings, store: ObjectStore, api: JobApi, *,
-                 is_leader=lambda: True) -> None:
+                 is_leader=lambda: True, watch: JobWatch | None = None) -> None:
         self.settings = settings
         self.store = store
         self.api = api
         self.is_leader = is_leader
         self._stop = threading.Event()
+        self.wake = watch.wake if watch is not None else threading.Event()
+        self.watch = watch
         self._nodes: dict[tuple[str, int], str] = {}
 
     def reconcile_once(self) -> None:
@@ -57,16 +60,23 @@ class KubeController:
     def run_forever(self) -> None:
         """Call `reconcile_once` every resync period until `stop()`."""
         log.info("kubernetes controller started", extra={"namespace": self.settings.namespace})
+        if self.watch is not None:
+            threading.Thread(target=self.watch.run, name="t2v-job-watch", daemon=True).start()
         while not self._stop.is_set():
+            self.wake.clear()
             try:
                 self.reconcile_once()
             except Exception:  # noqa: BLE001 - API server or DB hiccup; the next pass converges
                 log.exception("controller pass failed")
-            self._stop.wait(self.settings.resync_seconds)
+            # A Job event wakes us at once; otherwise the full resync runs every period.
+            self.wake.wait(self.settings.resync_seconds)
 
     def stop(self) -> None:
         """End the loop after the current pass."""
         self._stop.set()
+        self.wake.set()
+        if self.watch is not None:
+            self.watch.stop()
 
     # ---- watcher: cluster -> DB ---------------------------------------------------------------
 

@@ -164,3 +164,19 @@ def test_job_that_ran_and_ended_between_two_passes_completes(settings, api, clus
     c.reconcile_once()
     v = statuses(api, [vid])[0]
     assert v["status"] == "completed"
+
+
+def test_run_forever_dispatches_and_stops(settings, api, cluster) -> None:
+    import threading
+    import time
+
+    c = ctl(settings, api, cluster)
+    submit(api)
+    t = threading.Thread(target=c.run_forever)
+    t.start()
+    deadline = time.monotonic() + 10
+    while not cluster.jobs and time.monotonic() < deadline:
+        time.sleep(0.05)
+    c.stop()
+    t.join(timeout=10)
+    assert not t.is_alive() and len(cluster.jobs) == 1
