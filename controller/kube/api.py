@@ -20,6 +20,9 @@ class JobApi(Protocol):
     def delete_job(self, name: str) -> None:
         """Delete a Job and its pods (background propagation); a missing Job is fine."""
 
+    def job_workloads(self) -> dict[str, dict]:
+        """Kueue Workloads by the name of the Job that owns them (plain dicts)."""
+
     def job_pod_nodes(self) -> dict[tuple[str, int], str]:
         """(job name, completion index) -> node name of the pods scheduled so far."""
 
@@ -37,6 +40,7 @@ class KubeJobApi:
         self.namespace = namespace
         self.batch = client.BatchV1Api()
         self._core = client.CoreV1Api()
+        self._custom = client.CustomObjectsApi()
         self._client = client
 
     def create_job(self, body: dict) -> bool:
@@ -78,6 +82,16 @@ class KubeJobApi:
             yield {"type": "ERROR", "object": {"code": 410, "message": str(e.reason)}}
         finally:
             w.stop()
+
+    def job_workloads(self) -> dict[str, dict]:
+        resp = self._custom.list_namespaced_custom_object("kueue.x-k8s.io", "v1beta2", self.namespace, "workloads",
+                                                          _preload_content=False)
+        out: dict[str, dict] = {}
+        for wl in json.loads(resp.data)["items"]:
+            for ref in wl["metadata"].get("ownerReferences") or []:
+                if ref.get("kind") == "Job":
+                    out[ref["name"]] = wl
+        return out
 
     def job_pod_nodes(self) -> dict[tuple[str, int], str]:
         resp = self._core.list_namespaced_pod(self.namespace,

@@ -164,3 +164,18 @@ def read_state(job: dict) -> JobState:
     if suspended and "Suspended" in conds:
         reason = f"suspended: {conds['Suspended'].get('message') or conds['Suspended'].get('reason')}"
     return JobState(False, False, running, suspended, reason)
+
+
+def workload_why(workload: dict | None) -> str | None:
+    """Kueue's own words on why a Job waits or was stopped: Evicted/Preempted, else QuotaReserved=False."""
+    if not workload:
+        return None
+    conds = {c.get("type"): c for c in (workload.get("status") or {}).get("conditions") or []}
+    for kind in ("Preempted", "Evicted"):
+        c = conds.get(kind)
+        if c and c.get("status") == "True":
+            return f"{kind.lower()} by Kueue: {c.get('reason')}: {c.get('message', '')}".rstrip(": ")
+    c = conds.get("QuotaReserved")
+    if c and c.get("status") == "False" and c.get("message"):
+        return f"waiting for Kueue: {c['message']}"
+    return None

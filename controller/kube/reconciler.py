@@ -16,7 +16,7 @@ from itertools import groupby
 from sqlmodel import Session, col, select
 
 from controller.kube.api import JobApi
-from controller.kube.jobs import Unit, build_job, index_of, job_name, read_state
+from controller.kube.jobs import Unit, build_job, index_of, job_name, read_state, workload_why
 from controller.kube.watch import JobWatch
 from controller.local_runner import item_for
 from controller.results import apply_progress, settle
@@ -46,6 +46,7 @@ class KubeController:
         self.wake = watch.wake if watch is not None else threading.Event()
         self.watch = watch
         self._nodes: dict[tuple[str, int], str] = {}
+        self._workloads: dict[str, dict] = {}
 
     def reconcile_once(self) -> None:
         """One pass: settle, follow, cancel, re-create, dispatch; safe to call at any moment."""
@@ -53,6 +54,7 @@ class KubeController:
             return
         jobs = self.api.list_jobs()
         self._nodes = self.api.job_pod_nodes()
+        self._workloads = self.api.job_workloads()
         with session_for(self.settings.db_url) as session:
             self._follow(session, jobs)
             self._dispatch(session, jobs)
@@ -136,8 +138,8 @@ class KubeController:
                 for v in active:
                     if v.status == VideoStatus.in_progress:
                         # Kueue suspended an admitted Job: preempted or evicted; the same Job resumes.
-                        crud.transition(session, video=v, to=VideoStatus.queued,
-                                        reason=f"preempted or evicted ({state.reason}); queued again")
+                        why = workload_why(self._workloads.get(name)) or f"preempted or evicted ({state.reason})"
+                        crud.transition(session, video=v, to=VideoStatus.queued, reason=f"{why}; queued again")
                 session.commit()
         self._positions(session, waiting)
 

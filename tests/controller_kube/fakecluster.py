@@ -21,6 +21,7 @@ class FakeCluster:
         self.jobs: dict[str, dict] = {}
         self.creates: list[str] = []
         self.deleted: list[str] = []
+        self.workloads: dict[str, dict] = {}
 
     # JobApi
     def create_job(self, body: dict) -> bool:
@@ -37,6 +38,9 @@ class FakeCluster:
     def delete_job(self, name: str) -> None:
         self.deleted.append(name)
         self.jobs.pop(name, None)
+
+    def job_workloads(self) -> dict[str, dict]:
+        return copy.deepcopy(self.workloads)
 
     def job_pod_nodes(self) -> dict[tuple[str, int], str]:
         return {(n, i): "kwok-gpu-0" for n in self.running()
@@ -64,6 +68,9 @@ class FakeCluster:
     def preempt(self, name: str) -> None:
         j = self.jobs[name]
         j["spec"]["suspend"] = True
+        self.workloads[name] = {"status": {"conditions": [
+            {"type": "Preempted", "status": "True", "reason": "InCohortReclamation",
+             "message": "Preempted to accommodate a workload (UID: x) due to reclamation within the cohort"}]}}
         j["status"] = {"conditions": [{"type": "Suspended", "status": "True", "reason": "Preempted",
                                        "message": "Preempted to accommodate a workload in the same cohort"}]}
 

@@ -62,3 +62,17 @@ def test_pod_waits_for_each_models_ready_marker(tmp_path) -> None:
     init = job["spec"]["template"]["spec"]["initContainers"][0]
     assert "[ -f /models/tiny/READY ]" in init["command"][2]
     assert init["volumeMounts"][0]["readOnly"] is True
+
+
+@pytest.mark.parametrize(("conds", "want"), [
+    pytest.param([], None, id="nothing"),
+    pytest.param([{"type": "Evicted", "status": "True", "reason": "PodsReadyTimeout", "message": "pods not ready"}],
+                 "evicted by Kueue: PodsReadyTimeout: pods not ready", id="evicted"),
+    pytest.param([{"type": "QuotaReserved", "status": "False", "reason": "Pending",
+                   "message": "insufficient unused quota for nvidia.com/gpu in flavor h100"}],
+                 "waiting for Kueue: insufficient unused quota for nvidia.com/gpu in flavor h100", id="waiting"),
+])
+def test_workload_why(conds, want) -> None:
+    from controller.kube.jobs import workload_why
+
+    assert workload_why({"status": {"conditions": conds}}) == want

@@ -131,6 +131,8 @@ def test_preempted_work_is_queued_again_then_completes(settings, api, cluster) -
     c.reconcile_once()
     v = statuses(api, [vid])[0]
     assert v["status"] == "queued"
+    events = api.get(f"/v1/videos/{vid}/events").json()
+    assert "reclamation within the cohort" in str(events)
     cluster.jobs[name]["status"] = {}
     cluster.admit()
     c.reconcile_once()
