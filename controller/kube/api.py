@@ -84,8 +84,15 @@ class KubeJobApi:
             w.stop()
 
     def job_workloads(self) -> dict[str, dict]:
-        resp = self._custom.list_namespaced_custom_object("kueue.x-k8s.io", "v1beta2", self.namespace, "workloads",
-                                                          _preload_content=False)
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            resp = self._custom.list_namespaced_custom_object("kueue.x-k8s.io", "v1beta2", self.namespace,
+                                                              "workloads", _preload_content=False)
+        except ApiException as e:
+            if e.status in (403, 404):  # Kueue not installed (yet) or no rights: Jobs alone still work
+                return {}
+            raise
         out: dict[str, dict] = {}
         for wl in json.loads(resp.data)["items"]:
             for ref in wl["metadata"].get("ownerReferences") or []:
