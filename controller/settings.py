@@ -31,6 +31,8 @@ class ControllerSettings(Settings):
     model_ready_node_label: str = ""
     # Secret with S3 credentials for job pods (envFrom), referenced, never inlined.
     storage_secret: str = "t2v-storage"
+    # Job pods' ServiceAccount (manifests/base/rbac.yaml): no token mounted, no rights.
+    job_service_account: str = "t2v-job"
     # Finished Jobs linger this long for `kubectl describe`, then the API server deletes them.
     job_ttl_seconds: int = Field(3600, ge=0)
     # Per-index retries for retryable exits (OOM, node trouble); bad items fail at once.

@@ -71,6 +71,7 @@ def build_job(settings: ControllerSettings, manifest: Manifest, unit: Unit) -> d
     ]
     pod_spec: dict = {
         "restartPolicy": "Never",  # podFailurePolicy requires it; retries are the Job's, per index
+        "serviceAccountName": settings.job_service_account,
         "automountServiceAccountToken": False,  # job pods have no API rights at all
         "enableServiceLinks": False,
         "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
