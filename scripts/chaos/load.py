@@ -37,7 +37,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 async def client(urls: list[str], n: int, until: float, lat: dict[str, list[float]], errors: list[str]) -> None:
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with httpx.AsyncClient(timeout=60) as http:
         i = 0
         while time.monotonic() < until:
             base = urls[(n + i) % len(urls)]
