@@ -144,12 +144,18 @@ class KubeController:
         self._positions(session, waiting)
 
     def _positions(self, session: Session, waiting: list[Video]) -> None:
-        # Kueue orders a ClusterQueue by priority, then creation time (StrictFIFO/BestEffortFIFO); the
-        # same order over the waiting Jobs' videos is the place in line the API shows.
-        # TODO(issue 5): read the visibility API's pendingworkloads instead, per ClusterQueue.
-        ordered = sorted((v for v in waiting if v.status == VideoStatus.queued),
-                         key=lambda v: (v.priority != "interactive", v.seq))
-        for pos, v in enumerate(ordered, start=1):
+        # Kueue's own answer first (visibility API: place in the ClusterQueue of the Job's Workload);
+        # where it is not served, Kueue's order (priority, then creation time) over the waiting Jobs.
+        queued = [v for v in waiting if v.status == VideoStatus.queued]
+        kueue = self.api.pending_positions([self.settings.short_queue, self.settings.long_queue]) if queued else {}
+        if kueue:
+            places = {v.id: kueue.get(((self._workloads.get(v.job_name) or {}).get("metadata") or {}).get("name", ""))
+                      for v in queued}
+        else:
+            ordered = sorted(queued, key=lambda v: (v.priority != "interactive", v.seq))
+            places = {v.id: pos for pos, v in enumerate(ordered, start=1)}
+        for v in queued:
+            pos = places.get(v.id)
             if v.queue_position != pos:
                 v.queue_position = pos
                 session.add(v)

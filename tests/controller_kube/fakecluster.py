@@ -22,6 +22,7 @@ class FakeCluster:
         self.creates: list[str] = []
         self.deleted: list[str] = []
         self.workloads: dict[str, dict] = {}
+        self.positions: dict[str, int] = {}  # visibility API: workload name -> place; {} = not served
 
     # JobApi
     def create_job(self, body: dict) -> bool:
@@ -41,6 +42,9 @@ class FakeCluster:
 
     def job_workloads(self) -> dict[str, dict]:
         return copy.deepcopy(self.workloads)
+
+    def pending_positions(self, local_queues: list[str]) -> dict[str, int]:
+        return dict(self.positions)
 
     def job_pod_nodes(self) -> dict[tuple[str, int], str]:
         return {(n, i): "kwok-gpu-0" for n in self.running()

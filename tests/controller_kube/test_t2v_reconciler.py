@@ -182,3 +182,16 @@ def test_run_forever_dispatches_and_stops(settings, api, cluster) -> None:
     c.stop()
     t.join(timeout=10)
     assert not t.is_alive() and len(cluster.jobs) == 1
+
+
+def test_queue_positions_come_from_kueue_visibility_when_served(settings, api, cluster) -> None:
+    c = ctl(settings, api, cluster)
+    a, b = submit(api), submit(api)
+    c.reconcile_once()
+    names = {j["metadata"]["labels"]["t2v.io/video-id"]: n for n, j in cluster.jobs.items()}
+    for name in names.values():
+        cluster.workloads[name] = {"metadata": {"name": f"job-{name}-x"}}
+    # Kueue says b is ahead of a (e.g. a higher priority or an earlier requeue)
+    cluster.positions = {f"job-{names[b]}-x": 1, f"job-{names[a]}-x": 2}
+    c.reconcile_once()
+    assert [v["queue_position"] for v in statuses(api, [a, b])] == [2, 1]
