@@ -457,7 +457,7 @@ def down(state: Path) -> None:
                 os.killpg(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 8
     for name, pid in pids.items():
         while _pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
