@@ -104,19 +104,19 @@ class KubeJobApi:
         return out
 
     def pending_positions(self, local_queues: list[str]) -> dict[str, int]:
-        from kubernetes.client.exceptions import ApiException
-
         out: dict[str, int] = {}
+        client = self.batch.api_client
         for lq in local_queues:
             path = f"/apis/visibility.kueue.x-k8s.io/v1beta2/namespaces/{self.namespace}/localqueues/{lq}/pendingworkloads"
-            try:
-                resp = self.batch.api_client.call_api(path, "GET", auth_settings=["BearerToken"],
-                                                      _preload_content=False, _return_http_data_only=True)
-            except ApiException as e:
-                if e.status in (403, 404, 503):  # visibility API not served: the DB order stands in
-                    return {}
-                raise
-            for pw in json.loads(resp.data).get("items") or []:
+            method, url, headers, _, _ = client.param_serialize("GET", path, header_params={"Accept": "application/json"},
+                                                                auth_settings=["BearerToken"])
+            resp = client.call_api(method, url, header_params=headers)
+            data = resp.read()
+            if resp.status in (403, 404, 503):  # visibility API not served: the DB order stands in
+                return {}
+            if resp.status >= 400:
+                raise RuntimeError(f"GET {path} answered {resp.status}: {data[:200]!r}")
+            for pw in json.loads(data).get("items") or []:
                 out[pw["metadata"]["name"]] = int(pw.get("positionInClusterQueue", 0)) + 1
         return out
 
