@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Protocol
 
 SELECTOR = "app.kubernetes.io/managed-by=t2v-controller"  # on every Job and pod the controller makes
@@ -39,7 +40,7 @@ class KubeJobApi:
         try:
             config.load_incluster_config()
         except config.ConfigException:
-            config.load_kube_config()
+            config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # read now, not at import
         self.namespace = namespace
         self.batch = client.BatchV1Api()
         self._core = client.CoreV1Api()
