@@ -16,6 +16,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -85,7 +86,11 @@ def run(clients: int, seconds: float, out: Path | None) -> dict:
             await asyncio.gather(*(client([s.url for s in servers], n, until, lat, errors) for n in range(clients)))
 
         t0 = time.monotonic()
-        asyncio.run(main())
+        # A thread of its own gets a fresh event loop, also when the caller already runs one
+        # (pytest with Playwright's sync API keeps a loop on the main thread).
+        worker = threading.Thread(target=asyncio.run, args=(main(),))
+        worker.start()
+        worker.join()
         wall = time.monotonic() - t0
     finally:
         for s in servers:
