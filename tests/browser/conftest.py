@@ -6,7 +6,6 @@ Screenshots go to test-artifacts/ (git-ignored), to be looked at, not only diffe
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -37,7 +36,7 @@ class Console:
 def browser() -> Iterator:
     """One Chromium for the session (never a downloaded build)."""
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing: run `bash scripts/install-test-deps.sh` (or `make test-deps`)")
+        pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/install-test-deps.sh` (or `make test-deps`)")
     if not HTMX_LOCAL_PATH.is_file():
         subprocess.run([sys.executable, str(REPO / "scripts" / "fetch_htmx.py")], check=True)
     from playwright.sync_api import sync_playwright
@@ -95,8 +94,3 @@ def idle_web(server_factory: Callable[..., Server]) -> Server:
     """`t2v serve` with no runner (cluster backend, no controller): videos stay queued, so states are stable."""
     return server_factory(env={"T2V_HTMX_SOURCE": "local", "T2V_BACKEND": "kubernetes",
                                "T2V_AUTH_REQUIRED": "false"})
-
-
-def has_generator() -> bool:
-    """Whether the job image's entrypoint (`python -m jobimage`) exists in this checkout."""
-    return (REPO / "jobimage" / "__main__.py").is_file() and shutil.which(sys.executable) is not None

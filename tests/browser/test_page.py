@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.browser.conftest import has_generator
 from tests.plugins.server import Server
 from webapp import crud
 from webapp.auth import create_key
@@ -263,7 +262,6 @@ def wait_terminal(page, selector: str, seconds: float = 300, on_running=None) ->
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not has_generator(), reason="the job image (python -m jobimage) is not in this checkout yet")
 def test_submit_completes_and_plays_then_batch_zip(web: Server, open_page, shot, tmp_path: Path) -> None:
     page, _ = open_page()
     page.goto(web.url + "/")
@@ -319,7 +317,6 @@ def test_submit_completes_and_plays_then_batch_zip(web: Server, open_page, shot,
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not has_generator(), reason="the job image (python -m jobimage) is not in this checkout yet")
 def test_with_api_keys_required_the_page_plays_and_downloads(server_factory, open_page, shot) -> None:
     web = server_factory(env={"T2V_HTMX_SOURCE": "local", "T2V_AUTH_REQUIRED": "true"})
     with session_for(db_url(web)) as s:

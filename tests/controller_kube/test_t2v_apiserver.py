@@ -1,37 +1,32 @@
 """The Kubernetes adapter against a real API server: Jobs accepted by server-side validation,
 watch, cancel, Lease leader election.
 
-Opt-in until the shared control-plane fixtures land: runs only when T2V_TEST_KUBECONFIG names a
-kubeconfig (any API server; Kueue's CRDs optional), else skipped. Nothing here runs containers.
+Runs on the loopback control plane of scripts/testcluster (fixtures `test_cluster`,
+`k8s_namespace`). Nothing here runs containers.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import uuid
 
 import pytest
 from fastapi.testclient import TestClient
 
 from webapp.app import create_app
 
-pytestmark = [pytest.mark.cluster,
-              pytest.mark.skipif(not os.environ.get("T2V_TEST_KUBECONFIG"), reason="T2V_TEST_KUBECONFIG not set")]
+pytestmark = [pytest.mark.cluster]
 
 
 @pytest.fixture
-def namespace(monkeypatch) -> str:
+def namespace(monkeypatch, test_cluster, k8s_namespace: str) -> str:
     from kubernetes import client, config
 
-    monkeypatch.setenv("KUBECONFIG", os.environ["T2V_TEST_KUBECONFIG"])
-    config.load_kube_config(os.environ["T2V_TEST_KUBECONFIG"])
-    ns = f"t2v-test-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api()
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-    core.create_namespaced_service_account(ns, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="t2v-job")))
-    return ns
+    monkeypatch.setenv("KUBECONFIG", test_cluster.kubeconfig)
+    config.load_kube_config(test_cluster.kubeconfig)
+    client.CoreV1Api().create_namespaced_service_account(
+        k8s_namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="t2v-job")))
+    return k8s_namespace
 
 
 def test_jobs_leases_watch_against_a_real_api_server(tmp_path, namespace) -> None:
