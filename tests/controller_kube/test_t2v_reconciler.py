@@ -87,7 +87,7 @@ def test_csv_batch_is_one_indexed_job_and_a_bad_index_fails_alone(settings, api,
     c.reconcile_once()
     cluster.finish(name, bad_indexes=frozenset({2}))
     c.reconcile_once()
-    videos = api.get(f"/v1/videos?limit=100").json()["data"]
+    videos = api.get("/v1/videos?limit=100").json()["data"]
     assert len(videos) == 20
     failed = [v for v in videos if v["status"] == "failed"]
     assert len(failed) == 4  # the 4 items of index 2, nothing else
