@@ -56,6 +56,19 @@ class Cluster:
         return f"https://127.0.0.1:{self.ports['kube-apiserver']}"
 
 
+class ClusterError(RuntimeError):
+    """The control plane could not be started; the message ends with the failing component's log tail."""
+
+
+def _log_tail(state: Path, name: str, lines: int = 40) -> str:
+    f = state / "logs" / f"{name}.log"
+    try:
+        tail = f.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return f"\n--- last {len(tail)} lines of {f} ---\n" + "\n".join(tail)
+
+
 def default_state_dir() -> Path:
     return Path(os.environ.get("T2V_TESTCLUSTER_STATE") or (b.cache_root() / "state"))
 
@@ -181,16 +194,16 @@ def _wait(what: str, check, state: Path, name: str, timeout: float = 120.0) -> N
         if check():
             return
         if pid and not _pid_alive(pid):
-            raise SystemExit(f"{name} exited during start; see {state / 'logs' / (name + '.log')}")
+            raise ClusterError(f"{name} exited during start" + _log_tail(state, name))
         time.sleep(0.2)
-    raise SystemExit(f"{what} not ready after {timeout:.0f}s; see {state / 'logs' / (name + '.log')}")
+    raise ClusterError(f"{what} not ready after {timeout:.0f}s" + _log_tail(state, name))
 
 
 def _kubectl(state: Path, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
     cmd = [str(b.binary("kubectl")), "--kubeconfig", str(state / "kubeconfig"), *args]
     p = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
     if check and p.returncode != 0:
-        raise SystemExit(f"kubectl {' '.join(args)} failed: {p.stderr.strip()}")
+        raise ClusterError(f"kubectl {' '.join(args)} failed: {p.stderr.strip()}")
     return p
 
 
