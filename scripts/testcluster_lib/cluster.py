@@ -24,9 +24,11 @@ import yaml
 from . import build as b
 
 KUEUE_NS = "kueue-system"
-# Kueue's visibility server reads its serving cert from this fixed path when internal cert
-# management is off (sigs.k8s.io/kueue pkg/visibility/server.go); it cannot be configured.
+# With internal cert management off, Kueue reads serving certs from fixed paths that cannot be
+# configured: the visibility server's (pkg/visibility/server.go) and the metrics server's
+# (cmd/kueue/main.go; it exits at start when that cert is missing, even with metrics off).
 VISIBILITY_CERT_DIR = Path("/visibility")
+METRICS_CERT_DIR = Path("/etc/kueue/metrics/certs")
 H100_LABELS = {
     "node.kubernetes.io/instance-type": "p5.48xlarge",
     "nvidia.com/gpu.present": "true",
@@ -253,22 +255,24 @@ def _kwok_stages() -> str:
     return "\n---\n".join(parts)
 
 
-def _visibility_cert(pki: Path) -> bool:
-    """Make sure Kueue's fixed visibility cert path holds a cert; False if we may not write there.
+def _fixed_path_cert(folder: Path, pki: Path) -> bool:
+    """Make sure one of Kueue's fixed cert folders holds a cert; False if we may not write there.
 
-    The APIService skips TLS verification, so one self-signed cert shared by every
-    cluster on the machine is enough and it is left in place by `down`.
+    With internal cert management off, Kueue reads its visibility and metrics serving certs
+    from fixed paths it does not let us configure. Nothing verifies them (the APIService skips
+    TLS verification, metrics are off), so one self-signed cert shared by every cluster on the
+    machine is enough; `down` leaves it in place.
     """
-    crt, key = VISIBILITY_CERT_DIR / "tls.crt", VISIBILITY_CERT_DIR / "tls.key"
+    crt, key = folder / "tls.crt", folder / "tls.key"
     if crt.is_file() and key.is_file():
         return True
     try:
-        VISIBILITY_CERT_DIR.mkdir(exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(crt),
                  "-days", "3650", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
                  cwd=pki)
     except (OSError, subprocess.CalledProcessError) as e:
-        _log(f"cannot write Kueue's visibility cert to {VISIBILITY_CERT_DIR} ({e}); visibility API off")
+        _log(f"cannot write a cert to {folder} ({e})")
         return False
     return True
 
@@ -410,6 +414,8 @@ def up(state: Path, *, nodes: int = 1, gpus_per_node: int = 8) -> Cluster:
     ca_b64 = base64.b64encode((pki / "ca.crt").read_bytes()).decode()
     _apply(state, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": KUEUE_NS}}])
     _apply(state, _kueue_manifests(ports["kueue-webhook"], ca_b64))
+    # Kueue sets up its indexes at start and exits if a CRD is not served yet.
+    _kubectl(state, "wait", "--for", "condition=Established", "crd", "--all", "--timeout=60s")
     kcfg = {
         "apiVersion": "config.kueue.x-k8s.io/v1beta2", "kind": "Configuration", "namespace": KUEUE_NS,
         "health": {"healthProbeBindAddress": f"127.0.0.1:{ports['kueue-health']}"},
@@ -423,8 +429,12 @@ def up(state: Path, *, nodes: int = 1, gpus_per_node: int = 8) -> Cluster:
     (state / "kueue-config.yaml").write_text(yaml.safe_dump(kcfg))
     kueue_cmd = [str(bin_("kueue")), "--config", str(state / "kueue-config.yaml"), "--kubeconfig", kc,
                  "--zap-log-level", "2"]
-    visibility = _visibility_cert(pki)
+    if not _fixed_path_cert(METRICS_CERT_DIR, pki):
+        raise ClusterError(f"Kueue cannot start without a cert in {METRICS_CERT_DIR}; create that folder "
+                           "writable for this user (or run as root) and try again")
+    visibility = _fixed_path_cert(VISIBILITY_CERT_DIR, pki)
     if not visibility:
+        _log("visibility API off (Kueue's pending positions come from the DB order instead)")
         kueue_cmd.append("--feature-gates=VisibilityOnDemand=false")
     _start(state, "kueue", kueue_cmd)
     if visibility:
