@@ -71,42 +71,50 @@ class LeaderElector:
 
 
 class KubeLeaseApi:
-    """LeaseApi over coordination.k8s.io/v1."""
+    """LeaseApi over coordination.k8s.io/v1, as plain dicts.
+
+    Not the client's V1Lease model: it serialises renewTime with isoformat(), which drops the
+    fraction at .000000, and the API server refuses such a MicroTime (400), so about one renewal
+    in a million failed. Plain dicts let us write the time in the format the server wants.
+    """
+
+    GROUP = ("coordination.k8s.io", "v1")
 
     def __init__(self, namespace: str, name: str) -> None:
         from kubernetes import client
 
         self.ns, self.name = namespace, name
-        self.api = client.CoordinationV1Api()
-        self.client = client
+        self.api = client.CustomObjectsApi()
 
     def read(self) -> LeaseRecord | None:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            lease = self.api.read_namespaced_lease(self.name, self.ns)
+            lease = self.api.get_namespaced_custom_object(*self.GROUP, self.ns, "leases", self.name)
         except ApiException as e:
             if e.status == 404:
                 return None
             raise
-        s = lease.spec
-        renew = s.renew_time.timestamp() if s.renew_time else 0.0
-        return LeaseRecord(holder=s.holder_identity, renew_time=renew,
-                           lease_seconds=float(s.lease_duration_seconds or 0),
-                           version=lease.metadata.resource_version)
+        s = lease.get("spec") or {}
+        renew = dt.datetime.fromisoformat(s["renewTime"]).timestamp() if s.get("renewTime") else 0.0
+        return LeaseRecord(holder=s.get("holderIdentity"), renew_time=renew,
+                           lease_seconds=float(s.get("leaseDurationSeconds") or 0),
+                           version=lease["metadata"].get("resourceVersion"))
 
-    def _body(self, rec: LeaseRecord):
-        c = self.client
-        t = dt.datetime.fromtimestamp(rec.renew_time, tz=dt.timezone.utc)
-        return c.V1Lease(metadata=c.V1ObjectMeta(name=self.name, namespace=self.ns, resource_version=rec.version),
-                         spec=c.V1LeaseSpec(holder_identity=rec.holder, renew_time=t, acquire_time=t,
-                                            lease_duration_seconds=int(rec.lease_seconds)))
+    def _body(self, rec: LeaseRecord) -> dict:
+        t = dt.datetime.fromtimestamp(rec.renew_time, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        meta = {"name": self.name, "namespace": self.ns}
+        if rec.version:
+            meta["resourceVersion"] = rec.version
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta,
+                "spec": {"holderIdentity": rec.holder, "renewTime": t, "acquireTime": t,
+                         "leaseDurationSeconds": int(rec.lease_seconds)}}
 
     def create(self, rec: LeaseRecord) -> bool:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            self.api.create_namespaced_lease(self.ns, self._body(rec))
+            self.api.create_namespaced_custom_object(*self.GROUP, self.ns, "leases", self._body(rec))
         except ApiException as e:
             if e.status == 409:
                 return False
@@ -117,7 +125,7 @@ class KubeLeaseApi:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            self.api.replace_namespaced_lease(self.name, self.ns, self._body(rec))
+            self.api.replace_namespaced_custom_object(*self.GROUP, self.ns, "leases", self.name, self._body(rec))
         except ApiException as e:
             if e.status == 409:
                 return False
