@@ -43,6 +43,14 @@ def test_single_video_job_names_its_video(tmp_path) -> None:
     assert job["spec"]["maxFailedIndexes"] == 0
 
 
+@pytest.mark.parametrize(("queue", "pods"), [("short", 3), ("long", 4)], ids=["short-6-gpus", "long-8-gpus"])
+def test_parallelism_stays_within_what_the_queue_can_ever_hold(tmp_path, queue: str, pods: int) -> None:
+    """Short work may borrow only 2 of long's GPUs (its lendingLimit): a Job asking 8 would never be admitted."""
+    job = build_job(ControllerSettings(data_dir=tmp_path), manifest(20),
+                    Unit(tenant="default", queue=queue, priority="batch", batch_id="batch_x"))
+    assert job["spec"]["parallelism"] == pods
+
+
 @pytest.mark.parametrize(("job", "finished", "failed", "running", "suspended"), [
     pytest.param({"spec": {"suspend": True}}, False, False, False, True, id="waiting"),
     pytest.param({"spec": {"suspend": False}, "status": {"active": 2}}, False, False, True, False, id="running"),
