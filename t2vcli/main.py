@@ -68,7 +68,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"t2v serving on http://{args.host}:{args.port} (backend={settings.backend.value}, "
           f"db={settings.db_url.split('@')[-1]}, model={settings.model})", file=sys.stderr, flush=True)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
+        uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(),
+                    timeout_keep_alive=settings.http_keep_alive_seconds)
     finally:
         for worker, _ in workers:
             worker.stop()

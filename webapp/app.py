@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+import anyio
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.settings = settings
     app.state.store = open_store(settings.objects_url)
     app.state.metrics = health.make_metrics(settings.db_url)
+    app.state.db_slots = anyio.Semaphore(settings.db_pool_size)  # see deps._db_slot
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
@@ -100,6 +102,15 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         log.warning("database unavailable", extra={"path": request.url.path, "error": str(exc)[:200]})
         return _error(503, "the database is unavailable right now; retry shortly", type_="server_error",
                       code="database_unavailable", headers={"Retry-After": "2"})
+
+    @app.exception_handler(sa.exc.TimeoutError)
+    async def _pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
+        # Every pooled connection stayed busy for db_pool_timeout_seconds: the database is stuck
+        # or far slower than usual. Say so and when to retry, not a bare 500.
+        log.warning("database connections exhausted", extra={"path": request.url.path, "error": str(exc)[:200]})
+        return _error(503, f"all {settings.db_pool_size + settings.db_max_overflow} database connections of this "
+                      f"server stayed busy for {settings.db_pool_timeout_seconds:g} s; retry shortly",
+                      type_="server_error", code="database_unavailable", headers={"Retry-After": "2"})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -161,20 +161,24 @@ def page(session: Session, model: type, *, tenant: str | None, after: str | None
 
 
 def queue_positions(session: Session, videos: list[Video]) -> dict[str, int]:
-    """1-based place in line of each queued, not yet dispatched video (interactive before batch, then age)."""
+    """1-based place in line of each queued, not yet dispatched video (interactive before batch, then age).
+
+    One counting query for all of `videos`: every count walks the waiting videos ahead, so a
+    list page of 20 counted separately walked the backlog 20 times.
+    """
     waiting = [v for v in videos if v.status == VideoStatus.queued]
-    out: dict[str, int] = {}
-    for v in waiting:
-        if v.queue_position is not None:
-            out[v.id] = v.queue_position
-            continue
-        ahead = select(func.count()).select_from(Video).where(
-            Video.status == VideoStatus.queued.value, col(Video.job_name).is_(None))
-        if v.priority == "interactive":
-            ahead = ahead.where(Video.priority == "interactive", Video.seq < v.seq)
-        else:
-            ahead = ahead.where(sa.or_(Video.priority == "interactive", Video.seq < v.seq))
-        out[v.id] = session.exec(ahead).one() + 1
+    out = {v.id: v.queue_position for v in waiting if v.queue_position is not None}
+    todo = [v for v in waiting if v.queue_position is None]
+    if not todo:
+        return out
+    interactive = col(Video.priority) == "interactive"
+    ahead = [func.count().filter(sa.and_(interactive, col(Video.seq) < v.seq) if v.priority == "interactive"
+                                 else sa.or_(interactive, col(Video.seq) < v.seq))
+             for v in todo]
+    counts = session.exec(sa.select(*ahead).where(
+        Video.status == VideoStatus.queued.value, col(Video.job_name).is_(None),
+        sa.or_(interactive, col(Video.seq) < max(v.seq or 0 for v in todo)))).one()
+    out.update({v.id: n + 1 for v, n in zip(todo, counts, strict=True)})
     return out
 
 

@@ -8,17 +8,24 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import Session, create_engine
 
+from webapp.settings import get_settings
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 @lru_cache
 def engine_for(url: str) -> sa.Engine:
-    """One engine per URL per process."""
+    """One engine per URL per process, its pool sized by the process's settings (`T2V_DB_POOL_*`)."""
+    settings = get_settings()
+    pool = {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow,
+            "pool_timeout": settings.db_pool_timeout_seconds}
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        else:
+            pool = {}  # in-memory: SQLAlchemy keeps one connection per thread, no pool to size
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(conn, _record):  # noqa: ANN001
@@ -39,7 +46,7 @@ def engine_for(url: str) -> sa.Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("t2v_write") else "BEGIN")
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
 def migrate(url: str) -> None:

@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
 import sqlalchemy as sa
 from fastapi import Depends, Request
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
 from jobcontract.storage import ObjectStore
 from webapp.db import session_for
 from webapp.settings import Settings
 
 
-def _settings(request: Request) -> Settings:
+# Dependencies that only read app state are async: a plain `def` would take a worker thread
+# (and a turn in its queue) per request for an attribute read.
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _session(request: Request) -> Iterator[Session]:
+async def _db_slot(request: Request) -> AsyncIterator[None]:
+    # Admission to the connection pool: at most db_pool_size requests hold a session, the rest
+    # wait here in order, on the event loop, without a worker thread. Without it, requests whose
+    # session still held a connection waited for a worker thread (FastAPI validates a sync route's
+    # response on one) while every worker thread waited for a connection: a deadlock that only the
+    # pool timeout broke (measured with 200 clients on two replicas, docs/reliability.md).
+    async with request.app.state.db_slots:
+        yield
+
+
+def _session(request: Request, _slot: Annotated[None, Depends(_db_slot, scope="function")]) -> Iterator[Session]:
     # GET and HEAD only read: their SQLite transactions begin deferred and never wait for writers.
     write = request.method not in ("GET", "HEAD")
     session = session_for(request.app.state.settings.db_url, write=write)
@@ -34,7 +47,7 @@ def _session(request: Request) -> Iterator[Session]:
             pass
 
 
-def _store(request: Request) -> ObjectStore:
+async def _store(request: Request) -> ObjectStore:
     return request.app.state.store
 
 
@@ -68,7 +81,16 @@ def current_caller(request: Request) -> Caller:
     return Caller(tenant="default", admin=True)
 
 
+async def _caller(request: Request) -> Caller:
+    # A worker thread only when there is a key to look up in the database.
+    if request.headers.get("authorization"):
+        return await run_in_threadpool(current_caller, request)
+    return current_caller(request)
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
-SessionDep = Annotated[Session, Depends(_session)]
+# scope="function": the session closes, and its connection and admission slot are given back, when
+# the route function returns, not after the response has been sent to the client.
+SessionDep = Annotated[Session, Depends(_session, scope="function")]
 StoreDep = Annotated[ObjectStore, Depends(_store)]
-CallerDep = Annotated[Caller, Depends(current_caller)]
+CallerDep = Annotated[Caller, Depends(_caller)]

@@ -62,6 +62,22 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(12, ge=1, le=50)
     # How often the janitor looks for expired videos.
     janitor_interval_seconds: float = Field(300.0, gt=0)
+    # Database connections of one process (one replica). A replica is one Python process, so it
+    # serves about one core: a few connections keep it busy on a database a millisecond away.
+    # At most db_pool_size requests hold a session at once; the others wait their turn without a
+    # worker thread, so no worker thread ever waits for a connection (deps._db_slot). Overflow
+    # serves API-key look-ups, probes, the metrics scrape and the embedded runner. Two replicas
+    # and a controller (30 each) stay under PostgreSQL's default max_connections of 100.
+    db_pool_size: int = Field(20, ge=1, le=200)
+    db_max_overflow: int = Field(10, ge=0, le=200)
+    # A checkout that waits this long means the database is stuck: answer 503 with Retry-After
+    # well inside a client's usual 30 s timeout rather than let the request hang.
+    db_pool_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    # How long an idle HTTP keep-alive connection stays open. Longer than the idle timeout of the
+    # clients and proxies in front (httpx 5 s, nginx upstream and cloud load balancers 60 s), so
+    # they close idle connections, not the server: a request sent just as the server closes its
+    # connection fails (uvicorn's 5 s default cut requests of a 200-client load run).
+    http_keep_alive_seconds: int = Field(75, ge=1, le=3600)
     log_level: str = "INFO"
     htmx_source: str = Field("cdn", description="cdn, or local to serve the copy fetched by `make htmx`.")
 
