@@ -305,7 +305,7 @@ class PodStandIn:
             run.items.append(item.video_id)
             if _already_final(store, item):
                 continue
-            step = ItemRun(store, item, settings.upload_retry)
+            step = ItemRun(store, item)  # the job image's own upload retries (its defaults)
             if problems := check_item(item, tokenizer):
                 outcome.add(step.fail(ValidationError.code, "; ".join(problems), retryable=False))
                 continue
