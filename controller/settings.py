@@ -25,9 +25,15 @@ class ControllerSettings(Settings):
     # Items per pod (per completion index): the model load (~60 s from NVMe) is paid once per pod, so
     # 4 items of ~5 min each keep it under 5 % of the pod's time while a lost pod loses little work.
     items_per_pod: int = Field(4, ge=1, le=64)
-    # Kueue LocalQueue names in the namespace (kueue/localqueues.yaml).
+    # Kueue LocalQueue names in the namespace (kueue/localqueues.yaml), used by the default tenant.
     short_queue: str = "short"
     long_queue: str = "long"
+    # Every other tenant gets LocalQueues of its own, `<tenant>-short` / `<tenant>-long`, made by the
+    # controller on first use and pointing at these ClusterQueues; Kueue's admission fair sharing
+    # then shares each ClusterQueue between tenants by usage (docs/decisions.md). Off: all share.
+    tenant_queues: bool = True
+    short_cluster_queue: str = "t2v-short"
+    long_cluster_queue: str = "t2v-long"
     # WorkloadPriorityClasses (kueue/priorities.yaml): people waiting at the page before scripts.
     interactive_priority_class: str = "t2v-interactive"
     batch_priority_class: str = "t2v-batch"
@@ -39,6 +45,8 @@ class ControllerSettings(Settings):
     storage_secret: str = "t2v-storage"
     # Job pods' ServiceAccount (manifests/base/rbac.yaml): no token mounted, no rights.
     job_service_account: str = "t2v-job"
+    # Extra annotations on every job pod (e.g. a scraper's or an autoscaler's); none by default.
+    job_pod_annotations: dict[str, str] = Field(default_factory=dict)
     # Finished Jobs linger this long for `kubectl describe`, then the API server deletes them.
     job_ttl_seconds: int = Field(3600, ge=0)
     # Per-index retries for retryable exits (OOM, node trouble); bad items fail at once.

@@ -221,7 +221,7 @@ def as_dict(obj: Any) -> dict[str, Any]:
 
 
 class Tenant(SQLModel, table=True):
-    """A team or user; limits and retention are per tenant. Its Kueue LocalQueue is `t2v-<name>`."""
+    """A team or user; limits and retention are per tenant. Its Kueue LocalQueues are `<name>-short` and `<name>-long`."""
 
     __tablename__ = "tenant"
 

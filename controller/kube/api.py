@@ -30,6 +30,9 @@ class JobApi(Protocol):
     def job_pod_nodes(self) -> dict[tuple[str, int], str]:
         """(job name, completion index) -> node name of the pods scheduled so far."""
 
+    def ensure_local_queue(self, name: str, *, cluster_queue: str, tenant: str) -> None:
+        """Create the Kueue LocalQueue `name` pointing at `cluster_queue` unless it exists."""
+
 
 class KubeJobApi:
     """JobApi over the official client; reads plain dicts so the adapter code stays client-free."""
@@ -133,6 +136,22 @@ class KubeJobApi:
             if node and job and index is not None:
                 out[(job, int(index))] = node
         return out
+
+    def ensure_local_queue(self, name: str, *, cluster_queue: str, tenant: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        body = {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue",
+                "metadata": {"name": name, "namespace": self.namespace,
+                             "labels": {"app.kubernetes.io/part-of": "t2v",
+                                        "app.kubernetes.io/managed-by": "t2v-controller",
+                                        "t2v.io/tenant": tenant}},
+                "spec": {"clusterQueue": cluster_queue}}
+        try:
+            self._custom.create_namespaced_custom_object("kueue.x-k8s.io", "v1beta2", self.namespace,
+                                                         "localqueues", body)
+        except ApiException as e:
+            if e.status != 409:  # 409: it exists (made by us earlier, another replica or an admin)
+                raise
 
     def delete_job(self, name: str) -> None:
         from kubernetes.client.exceptions import ApiException

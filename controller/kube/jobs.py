@@ -31,6 +31,20 @@ def index_of(position: int, items_per_pod: int) -> int:
     return position // items_per_pod
 
 
+DEFAULT_TENANT = "default"
+
+
+def local_queue(settings: ControllerSettings, tenant: str, queue: str) -> str:
+    """The LocalQueue a tenant's `short` or `long` work goes to (see ControllerSettings.tenant_queues)."""
+    if tenant == DEFAULT_TENANT or not settings.tenant_queues:
+        return settings.short_queue if queue == "short" else settings.long_queue
+    return f"{tenant}-{queue}"  # tenant names are DNS labels of at most 40 characters (webapp/auth.py)
+
+
+def cluster_queue(settings: ControllerSettings, queue: str) -> str:
+    return settings.short_cluster_queue if queue == "short" else settings.long_cluster_queue
+
+
 @dataclass(frozen=True)
 class Unit:
     """What the Job labels say about its videos."""
@@ -54,7 +68,7 @@ def build_job(settings: ControllerSettings, manifest: Manifest, unit: Unit) -> d
         LABEL_MANAGED: "t2v-controller",
         LABEL_TENANT: unit.tenant,
         LABEL_QUEUE: unit.queue,
-        "kueue.x-k8s.io/queue-name": settings.short_queue if unit.queue == "short" else settings.long_queue,
+        "kueue.x-k8s.io/queue-name": local_queue(settings, unit.tenant, unit.queue),
         "kueue.x-k8s.io/priority-class": (settings.interactive_priority_class if unit.priority == "interactive"
                                           else settings.batch_priority_class),
     }
@@ -129,7 +143,8 @@ def build_job(settings: ControllerSettings, manifest: Manifest, unit: Unit) -> d
                 {"action": "FailIndex", "onExitCodes": {"containerName": CONTAINER, "operator": "In",
                                                         "values": [int(ExitCode.BAD_ITEM), int(ExitCode.BAD_SETUP)]}},
             ]},
-            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+            "template": {"metadata": {"labels": pod_labels, "annotations": dict(settings.job_pod_annotations)},
+                         "spec": pod_spec},
         },
     }
 

@@ -16,7 +16,16 @@ from itertools import groupby
 from sqlmodel import Session, col, select
 
 from controller.kube.api import JobApi
-from controller.kube.jobs import Unit, build_job, index_of, job_name, read_state, workload_why
+from controller.kube.jobs import (
+    Unit,
+    build_job,
+    cluster_queue,
+    index_of,
+    job_name,
+    local_queue,
+    read_state,
+    workload_why,
+)
 from controller.kube.watch import JobWatch
 from controller.local_runner import item_for
 from controller.results import apply_progress, settle
@@ -47,6 +56,7 @@ class KubeController:
         self.watch = watch
         self._nodes: dict[tuple[str, int], str] = {}
         self._workloads: dict[str, dict] = {}
+        self._queues_made: set[str] = set()  # tenant LocalQueues known to exist
 
     def reconcile_once(self) -> None:
         """One pass: settle, follow, cancel, re-create, dispatch; safe to call at any moment."""
@@ -147,7 +157,8 @@ class KubeController:
         # Kueue's own answer first (visibility API: place in the ClusterQueue of the Job's Workload);
         # where it is not served, Kueue's order (priority, then creation time) over the waiting Jobs.
         queued = [v for v in waiting if v.status == VideoStatus.queued]
-        kueue = self.api.pending_positions([self.settings.short_queue, self.settings.long_queue]) if queued else {}
+        queues = sorted({local_queue(self.settings, v.tenant, v.queue) for v in queued})
+        kueue = self.api.pending_positions(queues) if queued else {}
         if kueue:
             places = {v.id: kueue.get(((self._workloads.get(v.job_name) or {}).get("metadata") or {}).get("name", ""))
                       for v in queued}
@@ -189,6 +200,11 @@ class KubeController:
         write_manifest(self.store, manifest)
         head = videos[0]
         unit = Unit(tenant=head.tenant, queue=head.queue, priority=head.priority, batch_id=head.batch_id)
+        queue = local_queue(self.settings, unit.tenant, unit.queue)
+        if queue not in self._queues_made and queue not in (self.settings.short_queue, self.settings.long_queue):
+            self.api.ensure_local_queue(queue, cluster_queue=cluster_queue(self.settings, unit.queue),
+                                        tenant=unit.tenant)
+            self._queues_made.add(queue)
         created = self.api.create_job(build_job(self.settings, manifest, unit))
         log.info("job created" if created else "job already existed",
                  extra={"job": name, "videos": [v.id for v in videos], "indexes": manifest.completions})

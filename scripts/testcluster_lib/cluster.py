@@ -425,6 +425,8 @@ def up(state: Path, *, nodes: int = 1, gpus_per_node: int = 8) -> Cluster:
         "internalCertManagement": {"enable": False},
         "visibilityServer": {"bindAddress": "127.0.0.1", "bindPort": ports["kueue-visibility"]},
         "integrations": {"frameworks": ["batch/job"]},
+        # As kueue/config recommends, with a short sampling interval so tests see usage quickly.
+        "admissionFairSharing": {"usageHalfLifeTime": "6h", "usageSamplingInterval": "1s"},
     }
     (state / "kueue-config.yaml").write_text(yaml.safe_dump(kcfg))
     kueue_cmd = [str(bin_("kueue")), "--config", str(state / "kueue-config.yaml"), "--kubeconfig", kc,

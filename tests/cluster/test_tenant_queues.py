@@ -1,0 +1,151 @@
+"""Each tenant gets LocalQueues of its own, and Kueue shares the GPUs between tenants by usage.
+
+Against the loopback control plane (kueue/ applied as shipped: ClusterQueues with
+UsageBasedAdmissionFairSharing, Kueue configured as kueue/config recommends). kwok runs the pods
+and (told so by pod annotations) never completes them here; the test frees GPUs by cancelling a video, as a user would.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from kubernetes import client
+from kubernetes.utils import parse_quantity as Quantity
+from sqlmodel import select
+
+from controller.kube.api import KubeJobApi
+from controller.kube.reconciler import KubeController
+from controller.settings import ControllerSettings
+from tests.cluster.builders import eventually, is_true
+from tests.plugins.cluster import ClusterHandle
+from webapp.app import create_app
+from webapp.auth import create_key, ensure_tenant
+from webapp.db import session_for
+
+pytestmark = pytest.mark.cluster
+REPO = Path(__file__).resolve().parents[2]
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
+
+@pytest.fixture
+def namespace(monkeypatch, test_cluster: ClusterHandle, k8s_namespace: str) -> str:
+    """A namespace the shipped ClusterQueues admit from (label t2v.io/kueue=enabled)."""
+    test_cluster.kubectl("apply", "--server-side", "-f", str(REPO / "kueue"))
+    test_cluster.kubectl("label", "namespace", k8s_namespace, "t2v.io/kueue=enabled")
+    monkeypatch.setenv("KUBECONFIG", test_cluster.kubeconfig)
+    return k8s_namespace
+
+
+@pytest.fixture(params=[True, False], ids=["tenant-queues", "one-shared-queue"])
+def service(request, tmp_path, namespace: str) -> Iterator[tuple[TestClient, KubeController, dict[str, str]]]:
+    # kwok would complete Job pods after a few seconds; here they run until their video is cancelled.
+    hold = {"pod-complete.stage.kwok.x-k8s.io/delay": "24h", "pod-complete.stage.kwok.x-k8s.io/jitter-delay": "24h"}
+    s = ControllerSettings(data_dir=tmp_path / "data", auth_required=True, namespace=namespace,
+                           job_pod_annotations=hold, tenant_queues=request.param)
+    with TestClient(create_app(s)) as api:
+        keys = {}
+        with session_for(s.db_url) as db:
+            for tenant in ("acme", "beta"):
+                ensure_tenant(db, name=tenant)
+                keys[tenant] = create_key(db, tenant=tenant)[1]
+            db.commit()
+        kube = KubeJobApi(namespace)
+        kube.ensure_local_queue("short", cluster_queue="t2v-short", tenant="default")  # as kueue/ makes in t2v
+        yield api, KubeController(s, api.app.state.store, kube), keys
+        # The ClusterQueues are shared by every test of the session: give their GPUs back now.
+        for name in kube.list_jobs():
+            kube.delete_job(name)
+        eventually(lambda: not kube.job_workloads(), timeout=120, what="this test's Workloads gone")
+
+
+def submit(api: TestClient, key: str) -> str:
+    r = api.post("/v1/videos", json={"prompt": "a lighthouse at dusk"}, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200, r.text
+    return r.json()["id"]
+
+
+def test_a_tenant_arriving_late_is_admitted_before_the_busy_tenants_backlog(service, namespace) -> None:
+    """With tenant queues beta goes first; with one shared queue (the control) acme's backlog does."""
+    api, ctl, keys = service
+    fair = ctl.settings.tenant_queues
+    custom = client.CustomObjectsApi(ctl.api.batch.api_client)
+
+    def jobs() -> dict[str, dict]:
+        return ctl.api.list_jobs()
+
+    def running_now() -> list[str]:
+        """Jobs holding GPUs: admitted and not finished (a deleted Job's Workload lingers a moment)."""
+        return sorted(n for n, w in ctl.api.job_workloads().items()
+                      if is_true(w, "Admitted") and not is_true(w, "Finished"))
+
+    acme = [submit(api, keys["acme"]) for _ in range(6)]  # more than the node holds
+    ctl.reconcile_once()
+    made = jobs()
+    assert {j["metadata"]["labels"][QUEUE_LABEL] for j in made.values()} == {"acme-short" if fair else "short"}
+    if fair:
+        lq = custom.get_namespaced_custom_object("kueue.x-k8s.io", "v1beta2", namespace, "localqueues", "acme-short")
+        assert lq["spec"]["clusterQueue"] == "t2v-short"
+        assert lq["metadata"]["labels"]["t2v.io/tenant"] == "acme"
+
+    def settled_split():
+        wls = ctl.api.job_workloads()
+        if len(wls) < len(acme):
+            return None
+        running = running_now()
+        time.sleep(2)  # no admission in flight: the same answer twice in a row
+        again = running_now()
+        return running if running and running == again else None
+
+    running = eventually(settled_split, timeout=120, what="acme's Jobs admitted up to the quota")
+    assert len(running) < len(acme), "the node should be full with acme work waiting"
+    if fair:  # Kueue has sampled acme's usage (every second in the testcluster config)
+        eventually(lambda: _consumed_gpus(custom, namespace, "acme-short") > 0, what="acme's usage sampled")
+
+    late = submit(api, keys["beta"])
+    ctl.reconcile_once()
+    beta_job = next(n for n, j in jobs().items() if j["metadata"]["labels"]["t2v.io/tenant"] == "beta")
+    eventually(lambda: ctl.api.job_workloads().get(beta_job), what="beta's Workload")
+    ctl.reconcile_once()
+    assert api.get(f"/v1/videos/{late}", headers={"Authorization": f"Bearer {keys['beta']}"}).json()[
+        "queue_position"] is not None
+
+    # One of acme's running videos is cancelled: its 2 GPUs go to beta, not to acme's older backlog.
+    by_job = {_job_of(api, v): v for v in acme}
+    victim = running[0]
+    assert api.post(f"/v1/videos/{by_job[victim]}/cancel", headers={"Authorization": f"Bearer {keys['acme']}"}
+                    ).status_code == 200
+    ctl.reconcile_once()  # deletes the cancelled video's Job
+    kept = set(running) - {victim}
+
+    def refilled():
+        now = set(running_now())
+        return now if kept < now and len(now) == len(running) else None
+
+    now = eventually(refilled, timeout=90, what="the freed GPUs given to the next Job")
+    time.sleep(3)
+    assert set(running_now()) == now  # nothing else moves
+    backlog = set(made) - set(running)
+    if fair:
+        assert now == kept | {beta_job}
+    else:  # first come, first served: acme's older backlog takes the place, beta keeps waiting
+        assert beta_job not in now and len(now & backlog) == 1
+
+
+
+def _job_of(api: TestClient, video_id: str) -> str | None:
+    """The Job a video was dispatched to, from the DB behind the API."""
+    from webapp.models import Video
+
+    with session_for(api.app.state.settings.db_url) as db:
+        return db.exec(select(Video.job_name).where(Video.id == video_id)).one()
+
+
+def _consumed_gpus(custom: client.CustomObjectsApi, namespace: str, lq: str) -> float:
+    """The decayed GPU usage Kueue's admission fair sharing has recorded for a LocalQueue."""
+    status = custom.get_namespaced_custom_object("kueue.x-k8s.io", "v1beta2", namespace, "localqueues", lq)
+    afs = ((status.get("status") or {}).get("fairSharing") or {}).get("admissionFairSharingStatus") or {}
+    return float(Quantity(afs.get("consumedResources", {}).get("nvidia.com/gpu", "0")))
