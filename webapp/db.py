@@ -17,15 +17,17 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def engine_for(url: str) -> sa.Engine:
     """One engine per URL per process, its pool sized by the process's settings (`T2V_DB_POOL_*`)."""
     settings = get_settings()
-    pool = {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow,
-            "pool_timeout": settings.db_pool_timeout_seconds}
+    # Prompts are user data: a failed statement's parameters stay out of exception messages and so
+    # out of logs (t2v never logs a prompt).
+    options: dict = {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow,
+                     "pool_timeout": settings.db_pool_timeout_seconds, "hide_parameters": True}
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         else:
-            pool = {}  # in-memory: SQLAlchemy keeps one connection per thread, no pool to size
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
+            options = {"hide_parameters": True}  # in-memory: one connection per thread, no pool to size
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **options)
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(conn, _record):  # noqa: ANN001
@@ -46,7 +48,7 @@ def engine_for(url: str) -> sa.Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("t2v_write") else "BEGIN")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **pool)
+    return create_engine(url, pool_pre_ping=True, **options)
 
 
 def migrate(url: str) -> None:

@@ -57,3 +57,23 @@ def test_migrations_create_the_schema_idempotently(db_url: str) -> None:
 def test_status_never_moves_backwards(src: str, dst: str, ok: bool) -> None:
     assert can_move(VideoStatus(src), VideoStatus(dst)) is ok
     assert VideoStatus(src).is_terminal() == (src in ("completed", "failed", "cancelled"))
+
+
+def test_a_failed_statement_never_carries_its_parameters(tmp_path) -> None:
+    """Prompts are user data: an exception (and so a log line) shows the SQL, never the values."""
+    import sqlalchemy as sa
+
+    from webapp.db import engine_for
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'x.db'}")
+    with engine.begin() as c:
+        c.execute(sa.text("CREATE TABLE t (prompt TEXT NOT NULL UNIQUE)"))
+        c.execute(sa.text("INSERT INTO t VALUES (:p)"), {"p": "my secret storyboard"})
+    try:
+        with engine.begin() as c:
+            c.execute(sa.text("INSERT INTO t VALUES (:p)"), {"p": "my secret storyboard"})
+    except sa.exc.IntegrityError as e:
+        assert "my secret storyboard" not in str(e)
+        assert "INSERT INTO t" in str(e)
+    else:
+        raise AssertionError("the duplicate insert should have failed")
