@@ -25,6 +25,7 @@ from pathlib import Path
 from sqlmodel import Session, col, select
 
 from controller.results import apply_progress, settle
+from jobcontract.errors import StorageError
 from jobcontract.records import ExitCode, Item, Manifest, write_manifest
 from jobcontract.storage import ObjectStore
 from webapp import crud
@@ -34,6 +35,10 @@ from webapp.settings import Settings
 from webapp.status import VideoStatus
 
 log = logging.getLogger("t2v.runner")
+
+# After storage refused a job's manifest, dispatch waits this long: a dead MinIO is not hammered
+# from every pass (each failed write already takes seconds of client retries), a blip costs seconds.
+DISPATCH_PAUSE_AFTER_STORAGE_ERROR_S = 5.0
 
 
 @dataclass
@@ -104,6 +109,7 @@ class LocalRunner:
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.jobs: dict[str, Job] = {}
         self._stop = threading.Event()
+        self._dispatch_paused_until = 0.0  # monotonic; set when storage refused a manifest
 
     def prepare(self) -> None:
         """Build the tiny model once if it is missing, before any job needs it."""
@@ -200,7 +206,7 @@ class LocalRunner:
             log.info("recovered videos of a dead job", extra={"job": name, "videos": [v.id for v in videos]})
 
     def _dispatch(self, session: Session) -> None:
-        while len(self.jobs) < self.slots:
+        while len(self.jobs) < self.slots and time.monotonic() >= self._dispatch_paused_until:
             waiting = session.exec(select(Video).where(Video.status == VideoStatus.queued.value,
                                                        col(Video.job_name).is_(None))
                                    .order_by((Video.priority != "interactive"), Video.seq)
@@ -236,7 +242,19 @@ class LocalRunner:
             return
         claimed = self._videos(session, [v.id for v in claimed])
         manifest = Manifest(job_name=name, items=[item_for(v, 0) for v in claimed])
-        key = write_manifest(self.store, manifest)
+        try:
+            key = write_manifest(self.store, manifest)
+        except StorageError as e:
+            # No job ran, so no attempt is spent: the videos wait in the queue until storage is back,
+            # instead of burning their attempts in a few passes.
+            for video in claimed:
+                crud.unclaim(session, video_id=video.id, job_name=name)
+            session.commit()
+            self._dispatch_paused_until = time.monotonic() + DISPATCH_PAUSE_AFTER_STORAGE_ERROR_S
+            log.warning("dispatch postponed: the job manifest could not be stored",
+                        extra={"job": name, "videos": [v.id for v in claimed], "error": str(e),
+                               "retry_in_s": DISPATCH_PAUSE_AFTER_STORAGE_ERROR_S})
+            return
         slot = self._free_slot()
         lock = self._lock(name)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)

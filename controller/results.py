@@ -9,7 +9,7 @@ import logging
 
 from sqlmodel import Session
 
-from jobcontract.errors import StorageError
+from jobcontract.errors import StorageError, StorageUnavailable
 from jobcontract.records import Result, read_progress, read_result, video_keys
 from jobcontract.storage import ObjectStore
 from webapp import crud
@@ -65,12 +65,13 @@ def settle(session: Session, *, store: ObjectStore, video: Video, exit_reason: s
                                                                                   "error": str(e)})
         crud.transition(session, video=video, to=VideoStatus(video.status), reason="", job_name=None)
         return "discarded"
+    unreadable: StorageError | None = None
     try:
         result = read_result(store, video.id)
     except StorageError as e:
         # Storage down: we cannot know whether it finished. Count the attempt; a later one (or the
         # attempt budget) settles it, so a dead storage never leaves a video in progress forever.
-        result, exit_reason = None, f"{exit_reason}; its result could not be read: {e}"
+        result, unreadable, exit_reason = None, e, f"{exit_reason}; its result could not be read: {e}"
     if result is not None and result.is_final:
         apply_result(session, video=video, result=result)
         return str(video.status)
@@ -80,7 +81,10 @@ def settle(session: Session, *, store: ObjectStore, video: Video, exit_reason: s
                         reason=f"attempt {video.attempt} ended without a result ({last}); queued again",
                         job_name=None)
         return "requeued"
-    code = result.error_code if result is not None and result.error_code else "job_failed"
+    if result is not None and result.error_code:
+        code = result.error_code
+    else:  # the storage outage is the reason the user needs, not that a process ended
+        code = "storage_unavailable" if isinstance(unreadable, StorageUnavailable) else "job_failed"
     crud.transition(session, video=video, to=VideoStatus.failed, reason=f"gave up: {last}", error_code=code,
                     error_message=f"{last} (after {video.attempt} attempt{'s' if video.attempt != 1 else ''})",
                     job_name=None)

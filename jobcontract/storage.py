@@ -157,10 +157,14 @@ class S3Store:
         from urllib3 import PoolManager, Retry, Timeout
 
         # Short timeouts and few retries: a dead endpoint must surface as
-        # StorageUnavailable in seconds, not hang a request or a pod.
+        # StorageUnavailable in seconds, not hang a request or a pod. Retry-After is ignored:
+        # a starting MinIO answers 503 with `Retry-After: 60` for a fraction of a second, and
+        # honouring it stalled every caller of that moment for a minute.
         http = PoolManager(timeout=Timeout(connect=5, read=60), maxsize=16,
-                           retries=Retry(total=3, backoff_factor=0.3, status_forcelist=(500, 502, 503, 504)))
+                           retries=Retry(total=3, backoff_factor=0.3, status_forcelist=(500, 502, 503, 504),
+                                         respect_retry_after_header=False))
         self.bucket = bucket
+        self.endpoint = endpoint
         self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key,
                             secure=secure, region=region, http_client=http)
         if create_bucket:
@@ -180,7 +184,8 @@ class S3Store:
                 raise ObjectNotFound(e.resource or "") from e
             raise StorageError(f"S3 error {e.code}: {e.message}") from e
         except (HTTPError, OSError) as e:
-            raise StorageUnavailable(f"object storage unreachable: {e}") from e
+            raise StorageUnavailable(f"object storage at {self.endpoint} is unreachable ({_why(e)}); "
+                                     "check that it is running and reachable from here") from e
         except ValueError as e:  # the client's own argument checks, e.g. a bucket name S3 refuses
             raise StorageError(f"S3 refused the request: {e}") from e
 
@@ -233,6 +238,14 @@ class S3Store:
 
     def presigned_url(self, key: str, *, expires: timedelta) -> str | None:
         return self._guard(lambda: self.client.presigned_get_object(self.bucket, check_key(key), expires=expires))
+
+
+def _why(e: Exception) -> str:
+    """The useful part of a urllib3 error: 'Connection refused', not the pool and URL around it."""
+    text = str(getattr(e, "reason", None) or e)
+    if text.startswith(("HTTPConnection(", "HTTPSConnection(")) and "): " in text:
+        text = text.split("): ", 1)[1]
+    return text
 
 
 def open_store(url: str) -> ObjectStore:

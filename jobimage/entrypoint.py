@@ -12,14 +12,16 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import random
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from jobcontract.errors import ContractError, ManifestError, ObjectNotFound, StorageError, StorageUnavailable
 from jobcontract.records import ExitCode, Item, Progress, Result, read_manifest, write_progress, write_result
@@ -34,6 +36,43 @@ logger = log.get_logger("jobimage.entrypoint")
 PROGRESS_INTERVAL_S = 1.0  # at most one progress write per second per item (plus first and last step)
 PROGRESS_MUTE_S = 30.0  # after a failed progress write, skip progress for this long: never stall the GPUs on storage
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class UploadRetry:
+    """How long a generated item waits for unreachable storage before its attempt fails.
+
+    The video took minutes of GPU time; waiting about a minute for storage to come back
+    (MinIO restarting, a network blip) is much cheaper than making it again. Waits double
+    from `backoff_s` up to `max_backoff_s`, with jitter so many pods do not retry in step.
+    """
+
+    attempts: int = 6  # tries per upload; with the defaults the waits are about 2+4+8+16+30 s
+    backoff_s: float = 2.0
+    max_backoff_s: float = 30.0
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after the `failures`-th failed try: half to all of the doubled backoff."""
+        return min(self.max_backoff_s, self.backoff_s * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
+
+    def call(self, what: str, fn: Callable[[], T], *, video_id: str) -> T:
+        """Run `fn`, retrying while storage is unreachable; other storage errors are not retried."""
+        t0, tries = time.monotonic(), 0
+        while True:
+            tries += 1
+            try:
+                return fn()
+            except StorageUnavailable as e:
+                if tries >= self.attempts:
+                    raise StorageUnavailable(f"could not {what} after {tries} tries over "
+                                             f"{time.monotonic() - t0:.1f} s: {e}") from e
+                wait = self.delay(tries)
+                logger.warning("storage unavailable, retrying", extra=log.kv(
+                    video_id=video_id, what=what, tries=tries, of=self.attempts, delay_s=round(wait, 3),
+                    error=str(e)))
+                time.sleep(wait)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -44,6 +83,7 @@ class Settings:
     storage_url: str
     model_dir: Path
     devices: str | None
+    upload_retry: UploadRetry = field(default_factory=UploadRetry)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -57,8 +97,28 @@ class Settings:
             raise SetupError(f"JOB_COMPLETION_INDEX={raw_index!r} is not an integer") from e
         if index < 0:
             raise SetupError(f"JOB_COMPLETION_INDEX={index} is negative")
+        default = UploadRetry()
+        retry = UploadRetry(attempts=int(_number(env, "T2V_UPLOAD_ATTEMPTS", default.attempts, int, 1, 100)),
+                            backoff_s=_number(env, "T2V_UPLOAD_BACKOFF_SECONDS", default.backoff_s, float, 0, 600),
+                            max_backoff_s=_number(env, "T2V_UPLOAD_MAX_BACKOFF_SECONDS", default.max_backoff_s,
+                                                  float, 0, 3600))
         return cls(manifest_key=env["T2V_MANIFEST"], index=index, storage_url=env["T2V_STORAGE_URL"],
-                   model_dir=Path(env["T2V_MODEL_DIR"]), devices=env.get("T2V_DEVICES") or None)
+                   model_dir=Path(env["T2V_MODEL_DIR"]), devices=env.get("T2V_DEVICES") or None,
+                   upload_retry=retry)
+
+
+def _number(env: Mapping[str, str], name: str, default: float, kind: type, low: float, high: float) -> float:
+    """An optional numeric variable in [low, high]; a bad value is a setup error that names it."""
+    raw = env.get(name) or ""
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError as e:
+        raise SetupError(f"{name}={raw!r} is not a{'n integer' if kind is int else ' number'}") from e
+    if not low <= value <= high:
+        raise SetupError(f"{name}={raw!r} is out of range: use {low} to {high}")
+    return value
 
 
 @dataclass
@@ -84,8 +144,9 @@ class Outcome:
 class ItemRun:
     """Progress publishing and the final upload for one item."""
 
-    def __init__(self, store: ObjectStore, item: Item) -> None:
+    def __init__(self, store: ObjectStore, item: Item, retry: UploadRetry | None = None) -> None:
         self.store, self.item = store, item
+        self.retry = retry or UploadRetry()
         self._last_write = 0.0
         self._muted_until = 0.0
 
@@ -125,13 +186,14 @@ def _already_final(store: ObjectStore, item: Item) -> bool:
     return result is not None and result.is_final
 
 
-def generate_item(store: ObjectStore, item: Item, workers: list, load_seconds: float) -> Result | Published:
+def generate_item(store: ObjectStore, item: Item, workers: list, load_seconds: float,
+                  retry: UploadRetry | None = None) -> Result | Published:
     """The GPU part of an item (text encode, denoise, decode); a failed Result if it fails."""
     import torch
 
     from jobimage.generate import free_memory, generate
 
-    run = ItemRun(store, item)
+    run = ItemRun(store, item, retry)
     devices = [str(w.device) for w in workers]
     logger.info("item started", extra=log.kv(video_id=item.video_id, devices=devices, frames=item.num_frames,
                                              size=f"{item.width}x{item.height}", steps=item.num_inference_steps))
@@ -180,15 +242,18 @@ class Published:
                 data = mp4.read_bytes()
                 run.progress("uploading")
                 t0 = time.perf_counter()
-                keys = item.keys()
-                run.store.put_file(keys["video"], mp4, content_type="video/mp4")
-                run.store.put_file(keys["thumbnail"], thumb, content_type="image/jpeg")
+                keys, retry, vid = item.keys(), run.retry, item.video_id
+                retry.call("upload the video", lambda: run.store.put_file(keys["video"], mp4,
+                                                                          content_type="video/mp4"), video_id=vid)
+                retry.call("upload the thumbnail", lambda: run.store.put_file(keys["thumbnail"], thumb,
+                                                                              content_type="image/jpeg"), video_id=vid)
                 timings["upload"] = round(time.perf_counter() - t0, 3)
             frames, height, width = video.frames.shape[:3]
             result = Result(video_id=item.video_id, status="succeeded", attempt=item.attempt, seed=video.seed,
                             timings=timings, gpu=gpu, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
                             num_frames=frames, width=width, height=height, fps=item.fps)
-            write_result(run.store, item, result)  # last: its presence means the outputs are complete
+            # Last: its presence means the outputs are complete.
+            retry.call("write the result", lambda: write_result(run.store, item, result), video_id=vid)
             logger.info("item done", extra=log.kv(video_id=item.video_id, timings=timings, bytes=len(data)))
             return result
         except StorageUnavailable as e:
@@ -200,9 +265,10 @@ class Published:
             return run.fail("internal_error", f"{type(e).__name__}: {e}", retryable=True, timings=timings, gpu=gpu)
 
 
-def process_item(store: ObjectStore, item: Item, workers: list, load_seconds: float) -> Result:
+def process_item(store: ObjectStore, item: Item, workers: list, load_seconds: float,
+                 retry: UploadRetry | None = None) -> Result:
     """Generate, encode, upload and record one item; never raises for an item-level failure."""
-    done = generate_item(store, item, workers, load_seconds)
+    done = generate_item(store, item, workers, load_seconds, retry)
     return done if isinstance(done, Result) else done.publish()
 
 
@@ -218,7 +284,8 @@ def plan(items: list[Item], workers: list) -> tuple[list[Item], Item | None]:
     return items, None
 
 
-def run_items(store: ObjectStore, items: list[Item], workers: list, load_seconds: float, outcome: Outcome) -> None:
+def run_items(store: ObjectStore, items: list[Item], workers: list, load_seconds: float, outcome: Outcome,
+              retry: UploadRetry | None = None) -> None:
     """Queue items over the devices (one each at a time), then the leftover item over two devices.
 
     Encoding and upload run on a separate thread, so a GPU starts its next item while
@@ -232,7 +299,7 @@ def run_items(store: ObjectStore, items: list[Item], workers: list, load_seconds
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="publish") as publisher:
         def start(item: Item, used: list) -> None:
-            done = generate_item(store, item, used, load_seconds)
+            done = generate_item(store, item, used, load_seconds, retry)
             if isinstance(done, Result):
                 outcome.add(done)
             else:
@@ -306,7 +373,7 @@ def run(settings: Settings) -> ExitCode:
         logger.info("model loaded", extra=log.kv(model=name, devices=[str(d) for d in devices],
                                                  gpu=workers[0].gpu, seconds=round(load_seconds, 2)))
         try:
-            run_items(store, runnable, workers, load_seconds, outcome)
+            run_items(store, runnable, workers, load_seconds, outcome, settings.upload_retry)
         finally:
             for w in workers:
                 w.close()

@@ -136,6 +136,17 @@ def claim(session: Session, *, video_id: str, job_name: str, now: float) -> bool
     return res.rowcount == 1
 
 
+def unclaim(session: Session, *, video_id: str, job_name: str) -> bool:
+    """Undo `claim` for a job that never started: the video waits again and keeps its attempt."""
+    res = session.execute(
+        sa.update(Video)
+        .where(col(Video.id) == video_id, col(Video.status) == VideoStatus.queued.value,
+               col(Video.job_name) == job_name)
+        .values(job_name=None, attempt=Video.attempt - 1)
+    )
+    return res.rowcount == 1
+
+
 def events(session: Session, *, video_id: str) -> list[VideoEvent]:
     """The status history of a video, oldest first."""
     return list(session.exec(select(VideoEvent).where(VideoEvent.video_id == video_id).order_by(VideoEvent.seq)))

@@ -113,3 +113,35 @@ def test_bad_storage_urls(url: str, fragment: str, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("T2V_S3_SECRET_KEY", "b")
     with pytest.raises(StorageError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
         open_store(url)
+
+
+def test_a_starting_minio_does_not_stall_callers_for_its_retry_after() -> None:
+    """Right after start MinIO answers 503 XMinioServerNotInitialized with `Retry-After: 60`; the client
+    retries on its own short backoff and then reports storage unavailable, instead of sleeping a minute."""
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class NotInitialized(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = b"<Error><Code>XMinioServerNotInitialized</Code><Message>Server not initialized</Message></Error>"
+            self.send_response(503)
+            self.send_header("Retry-After", "60")
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotInitialized)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(StorageUnavailable, match="503"):
+            S3Store(endpoint=f"127.0.0.1:{server.server_address[1]}", bucket="bucket", access_key="a",
+                    secret_key="s", secure=False)
+        assert time.monotonic() - t0 < 10
+    finally:
+        server.shutdown()
+        server.server_close()
