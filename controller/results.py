@@ -88,10 +88,14 @@ def settle(session: Session, *, store: ObjectStore, video: Video, exit_reason: s
     crud.transition(session, video=video, to=VideoStatus.failed, reason=f"gave up: {last}", error_code=code,
                     error_message=f"{last} (after {video.attempt} attempt{'s' if video.attempt != 1 else ''})",
                     job_name=None)
+    try:  # an MP4 uploaded before the result write failed must not outlive its failed row
+        discard_outputs(store, video.id)
+    except StorageError as e:  # storage still down: the janitor deletes them when the video expires
+        log.warning("could not delete a failed video's files", extra={"video_id": video.id, "error": str(e)})
     return "failed"
 
 
 def discard_outputs(store: ObjectStore, video_id: str) -> None:
-    """Remove a cancelled video's files so storage and DB agree (the janitor retries if storage is down)."""
+    """Remove a cancelled or failed video's files so storage and DB agree (the janitor retries if storage is down)."""
     for key in video_keys(video_id).values():
         store.delete(key)
