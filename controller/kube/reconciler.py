@@ -99,6 +99,8 @@ class KubeController:
             by_job.setdefault(v.job_name, []).append(v)
         waiting: list[Video] = []
         for name, videos in by_job.items():
+            if not self.is_leader():
+                return  # lost the Lease mid-pass (see _dispatch)
             active = [v for v in videos if VideoStatus(v.status).is_active()]
             job = jobs.get(name)
             if not active:
@@ -185,6 +187,10 @@ class KubeController:
             return (v.batch_id or v.id, v.model, v.queue, v.priority, v.tenant)
 
         for _, group in groupby(sorted(waiting, key=lambda v: (key(v), v.seq)), key=key):
+            # A pass making hundreds of Jobs outlasts the Lease unless it renews as it goes, and one
+            # that cannot renew must stop before another replica takes over: ask before each unit.
+            if not self.is_leader():
+                return
             videos = list(group)
             name = job_name(videos[0].id, videos[0].attempt + 1)
             now = time.time()
