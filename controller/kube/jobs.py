@@ -197,3 +197,19 @@ def workload_why(workload: dict | None) -> str | None:
     if c and c.get("status") == "False" and c.get("message"):
         return f"waiting for Kueue: {c['message']}"
     return None
+
+
+def finished_indexes(job: dict) -> set[int]:
+    """Completion indexes that ended for good (succeeded, or failed past their retries) so far.
+
+    An indexed Job reports them while other indexes still run (`status.completedIndexes` and
+    `status.failedIndexes`, e.g. "0,2-4"), so each index's videos can be settled when it ends.
+    """
+    status = job.get("status") or {}
+    out: set[int] = set()
+    for key in ("completedIndexes", "failedIndexes"):
+        for part in (status.get(key) or "").split(","):
+            if part.strip():
+                lo, _, hi = part.strip().partition("-")
+                out.update(range(int(lo), int(hi or lo) + 1))
+    return out

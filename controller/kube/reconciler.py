@@ -20,6 +20,7 @@ from controller.kube.jobs import (
     Unit,
     build_job,
     cluster_queue,
+    finished_indexes,
     index_of,
     job_name,
     local_queue,
@@ -30,7 +31,8 @@ from controller.kube.watch import JobWatch
 from controller.local_runner import item_for
 from controller.results import apply_progress, settle
 from controller.settings import ControllerSettings
-from jobcontract.records import Manifest, write_manifest
+from jobcontract.errors import ContractError
+from jobcontract.records import Manifest, manifest_key, read_manifest, write_manifest
 from jobcontract.storage import ObjectStore
 from webapp import crud
 from webapp.db import session_for
@@ -56,6 +58,7 @@ class KubeController:
         self.watch = watch
         self._nodes: dict[tuple[str, int], str] = {}
         self._workloads: dict[str, dict] = {}
+        self._indexes: dict[str, dict[str, int]] = {}  # Job -> video id -> completion index (manifest)
         self._queues_made: set[str] = set()  # tenant LocalQueues known to exist
 
     def reconcile_once(self) -> None:
@@ -123,6 +126,11 @@ class KubeController:
                 session.commit()
                 continue
             state = read_state(job)
+            if not state.finished and (ended := finished_indexes(job)):
+                # Indexes end one by one: settle their videos now, not when the last index ends.
+                active = self._settle_ended(session, name, active, ended)
+                if not active:
+                    continue
             if state.finished:
                 for v in active:
                     if v.status == VideoStatus.queued:  # ran and ended between two passes
@@ -134,9 +142,10 @@ class KubeController:
                 session.commit()
                 log.info("job finished", extra={"job": name, "outcomes": outcomes})
             elif state.running:
-                for pos, v in enumerate(videos):
-                    node = self._nodes.get((name, index_of(pos, self.settings.items_per_pod)))
-                    if node and v.node != node and VideoStatus(v.status).is_active():
+                indexes = self._item_indexes(name) or {}
+                for v in active:
+                    node = self._nodes.get((name, indexes.get(v.id, -1)))
+                    if node and v.node != node:
                         v.node = node
                         session.add(v)
                 for v in active:
@@ -154,6 +163,36 @@ class KubeController:
                         crud.transition(session, video=v, to=VideoStatus.queued, reason=f"{why}; queued again")
                 session.commit()
         self._positions(session, waiting)
+        self._indexes = {k: v for k, v in self._indexes.items() if k in by_job}
+
+    def _item_indexes(self, name: str) -> dict[str, int] | None:
+        """Video id -> completion index of a Job, from its manifest (read once per Job); None if unreadable."""
+        if name not in self._indexes:
+            try:
+                manifest = read_manifest(self.store, manifest_key(name))
+            except ContractError as e:  # storage down: the Job's end settles its videos instead
+                log.warning("could not read a job's manifest", extra={"job": name, "error": str(e)})
+                return None
+            self._indexes[name] = {i.video_id: i.index for i in manifest.items}
+        return self._indexes[name]
+
+    def _settle_ended(self, session: Session, name: str, active: list[Video], ended: set[int]) -> list[Video]:
+        """Settle the videos of Job indexes that ended; returns the videos still active in this Job."""
+        indexes = self._item_indexes(name)
+        if indexes is None:
+            return active
+        for v in active:
+            index = indexes.get(v.id)
+            if index not in ended:
+                continue
+            if v.status == VideoStatus.queued:  # ran and ended between two passes
+                crud.transition(session, video=v, to=VideoStatus.in_progress, reason=f"ran in Job {name}",
+                                queue_position=None)
+            outcome = settle(session, store=self.store, video=v, exit_reason=f"index {index} of Job {name} ended",
+                             retry_allowed=True, max_attempts=self.settings.max_attempts)
+            log.info("job index ended", extra={"job": name, "index": index, "video_id": v.id, "outcome": outcome})
+        session.commit()
+        return [v for v in active if VideoStatus(v.status).is_active() and v.job_name == name]
 
     def _positions(self, session: Session, waiting: list[Video]) -> None:
         # Kueue's own answer first (visibility API: place in the ClusterQueue of the Job's Workload);

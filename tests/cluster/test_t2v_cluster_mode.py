@@ -88,7 +88,9 @@ def test_a_20_prompt_csv_is_one_indexed_job_and_its_one_bad_item_fails_alone(sta
     w = csv.writer(buf)
     w.writerow(["prompt"])
     w.writerows([p] for p in prompts)
-    with stack_factory() as s:
+    last = prompts[-1]
+    # The last item (index 4) waits until release(): the rest of the batch must not wait for it.
+    with stack_factory(hold=lambda item: item.prompt == last) as s:
         r = s.api.post("/v1/batches", files={"file": ("prompts.csv", buf.getvalue().encode(), "text/csv")})
         assert r.status_code == 200, r.text
         batch = r.json()
@@ -97,6 +99,14 @@ def test_a_20_prompt_csv_is_one_indexed_job_and_its_one_bad_item_fails_alone(sta
         ids = [v["id"] for v in listed]
         assert [v["prompt"] for v in listed] == prompts
 
+        # Each video is settled when its index ends, while the Job still runs index 4: a user sees the
+        # batch finish video by video (and a later preemption cannot send finished videos back to queued).
+        early = s.wait_terminal(ids[:16], timeout=150)
+        assert {v["status"] for v in s.videos(ids[16:])} == {"in_progress"}
+        assert not is_true(s.jobs()[s.pods.running()[0].job], "Failed")
+        assert sum(v["status"] == "completed" for v in early) == 15
+
+        s.pods.release()
         vids = s.wait_terminal(ids, timeout=150)
         by_status = {st: [v for v in vids if v["status"] == st] for st in ("completed", "failed")}
         assert len(by_status["completed"]) == 19, [(v["id"], v["status"], v["error"]) for v in vids]

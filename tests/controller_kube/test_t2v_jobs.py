@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.kube.jobs import Unit, build_job, index_of, job_name, read_state
+from controller.kube.jobs import Unit, build_job, finished_indexes, index_of, job_name, read_state
 from controller.settings import ControllerSettings
 from jobcontract.records import Item, Manifest
 
@@ -84,3 +84,12 @@ def test_workload_why(conds, want) -> None:
     from controller.kube.jobs import workload_why
 
     assert workload_why({"status": {"conditions": conds}}) == want
+
+
+@pytest.mark.parametrize(("status", "ended"), [
+    pytest.param({}, set(), id="none-yet"),
+    pytest.param({"completedIndexes": "0,2-4"}, {0, 2, 3, 4}, id="ranges"),
+    pytest.param({"completedIndexes": "0,2-4", "failedIndexes": "1"}, {0, 1, 2, 3, 4}, id="failed-count-too"),
+])
+def test_finished_indexes_read_the_jobs_index_lists(status: dict, ended: set[int]) -> None:
+    assert finished_indexes({"status": status}) == ended
