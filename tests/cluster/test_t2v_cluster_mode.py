@@ -88,9 +88,11 @@ def test_a_20_prompt_csv_is_one_indexed_job_and_its_one_bad_item_fails_alone(sta
     w = csv.writer(buf)
     w.writerow(["prompt"])
     w.writerows([p] for p in prompts)
-    last = prompts[-1]
+    last, oom_row = prompts[-1], 13  # index 3
     # The last item (index 4) waits until release(): the rest of the batch must not wait for it.
-    with stack_factory(hold=lambda item: item.prompt == last) as s:
+    # Row 13 runs out of GPU memory in the first pod of index 3 (exit 75): the Job retries that index.
+    with stack_factory(hold=lambda item: item.prompt == last,
+                       oom=lambda item, try_no: item.prompt == prompts[oom_row] and try_no == 1) as s:
         r = s.api.post("/v1/batches", files={"file": ("prompts.csv", buf.getvalue().encode(), "text/csv")})
         assert r.status_code == 200, r.text
         batch = r.json()
@@ -116,14 +118,15 @@ def test_a_20_prompt_csv_is_one_indexed_job_and_its_one_bad_item_fails_alone(sta
         assert "301 T5 tokens is over Mochi's limit of 256" in failed["error"]["message"], failed["error"]
 
         # One indexed Job for the whole batch; the bad index failed at once (FailIndex on exit 42, no
-        # retry from backoffLimitPerIndex), the other four succeeded, maxFailedIndexes was not reached.
+        # retry), index 3 was retried once after exit 75 (backoffLimitPerIndex) and succeeded, the other
+        # indexes succeeded at once, and one failed index stayed under maxFailedIndexes.
         jobs = [j for j in s.jobs().values() if j["metadata"]["labels"].get(LABEL_BATCH) == batch["id"]]
         assert len(jobs) == 1, sorted(s.jobs())
         job = jobs[0]
         spec, status = job["spec"], job["status"]
         assert spec["completionMode"] == "Indexed" and spec["completions"] == 5
         assert status.get("failedIndexes") == "1" and status.get("completedIndexes") == "0,2-4", status
-        assert status.get("failed") == 1 and status.get("succeeded") == 4, status
+        assert status.get("failed") == 2 and status.get("succeeded") == 4, status
         assert is_true(job, "Failed"), status
         assert condition(job, "Failed")["reason"] == "FailedIndexes", status
         index1 = [p for p in s.pods_of(job["metadata"]["name"])
@@ -131,7 +134,10 @@ def test_a_20_prompt_csv_is_one_indexed_job_and_its_one_bad_item_fails_alone(sta
         assert len(index1) == 1, [p.metadata.name for p in index1]
         assert index1[0].status.container_statuses[0].state.terminated.exit_code == ExitCode.BAD_ITEM
         runs = s.pods.finished()
-        assert sorted(r.exit_code for r in runs) == [0, 0, 0, 0, int(ExitCode.BAD_ITEM)]
+        assert sorted((r.index, r.try_no, r.exit_code) for r in runs) == [
+            (0, 1, 0), (1, 1, int(ExitCode.BAD_ITEM)), (2, 1, 0), (3, 1, int(ExitCode.RETRYABLE)), (3, 2, 0), (4, 1, 0)]
+        oomed = s.events(ids[oom_row])
+        assert [e["to"] for e in oomed][-1] == "completed" and vids[oom_row]["status"] == "completed"
         assert s.pods.foreign == [] and s.pods.errors == []
         b = s.api.get(f"/v1/batches/{batch['id']}").json()
         assert b["status"] == "completed" and b["counts"]["completed"] == 19 and b["counts"]["failed"] == 1, b

@@ -95,6 +95,7 @@ class PodRun:
     exit_code: int | None = None  # None while running
     ended: float | None = None
     killed: bool = False  # deleted while running (Kueue suspended or preempted it)
+    try_no: int = 1  # 1 for the first pod of this Job index, 2 for its first retry, ...
 
 
 def frames_for(item: Item, *, size: int = 64, max_frames: int = 7) -> np.ndarray:
@@ -116,17 +117,21 @@ class PodStandIn:
     run_seconds: how long each item "generates" (progress is written meanwhile); a number or a
         function of the item.
     hold: items for which it returns True wait at `denoising` until `release()` (or the pod is deleted).
+    oom: oom(item, try_no) True fails the item as the job image does on CUDA out-of-memory (a retryable
+        result, exit 75) in the try_no-th pod of its index.
     start_delay: kwok's create/init/ready step delay (Go duration) for the pods; "0s" is as fast as kwok goes.
     """
 
     def __init__(self, api_client, namespace: str, *, run_seconds: float | Callable[[Item], float] = 0.3,
-                 hold: Callable[[Item], bool] | None = None, start_delay: str = "0s", watch_seconds: int = 5) -> None:
+                 hold: Callable[[Item], bool] | None = None, oom: Callable[[Item, int], bool] | None = None,
+                 start_delay: str = "0s", watch_seconds: int = 5) -> None:
         from kubernetes import client
 
         self.core = client.CoreV1Api(api_client)
         self.namespace = namespace
         self.run_seconds = run_seconds if callable(run_seconds) else (lambda item, s=float(run_seconds): s)
         self.hold = hold or (lambda item: False)
+        self.oom = oom or (lambda item, try_no: False)
         self.start_delay = start_delay
         self.watch_seconds = watch_seconds
         self.runs: list[PodRun] = []
@@ -232,6 +237,7 @@ class PodStandIn:
             worker = threading.Thread(target=self._run_pod, args=(pod, run, cancel), name=f"kwok-pod-{meta['name']}",
                                       daemon=True)
             with self._lock:
+                run.try_no = 1 + sum(r.job == run.job and r.index == run.index for r in self.runs)
                 self._started[uid] = run
                 self._cancel[uid] = cancel
                 self.runs.append(run)
@@ -324,6 +330,10 @@ class PodStandIn:
                 step.progress("denoising", s, total)
             if cancel.is_set():
                 return SIGTERM_EXIT
+            if self.oom(item, run.try_no):
+                outcome.add(step.fail("cuda_oom", "out of GPU memory on ['cuda:0']: CUDA out of memory (kwok stand-in)",
+                                      retryable=True, gpu="kwok stand-in (no GPU)"))
+                continue
             video = StandInVideo(frames=frames_for(item), seed=item.seed)
             timings = {"load": 0.0, "denoise": round(time.monotonic() - t0, 3)}
             outcome.add(Published(run=step, video=video, timings=timings, gpu="kwok stand-in (no GPU)").publish())
