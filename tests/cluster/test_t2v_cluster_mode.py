@@ -145,8 +145,9 @@ def test_a_20_prompt_csv_is_one_indexed_job_and_its_one_bad_item_fails_alone(sta
 
 def test_short_work_reclaims_its_gpus_from_long_work_and_the_preempted_videos_requeue_then_complete(
         stack_factory) -> None:
-    # Long videos stay Running until release(): they borrowed short's 4 GPUs and keep them.
-    with stack_factory(hold=lambda item: item.model == LONG["model"]) as s:
+    # Every item waits until release(), so nothing finishes in between and Kueue's choice is plain:
+    # long work borrowed short's 4 GPUs, short work arrives and takes back exactly what it needs.
+    with stack_factory(hold=lambda item: True) as s:
         long_ids = [s.submit(prompt=f"a glacier calving, reel {i}", **LONG) for i in range(4)]
         eventually(lambda: all(v["status"] == "in_progress" for v in s.videos(long_ids)) and
                    len([p for p in s.pods_of() if p.status.phase == "Running"]) == 4,
@@ -155,33 +156,32 @@ def test_short_work_reclaims_its_gpus_from_long_work_and_the_preempted_videos_re
 
         short_ids = [s.submit(prompt=f"a match being struck, take {i}", **SHORT) for i in range(2)]
 
-        def preempted():
-            vids = {v["id"]: v for v in s.videos(long_ids)}
-            back = [i for i, v in vids.items() if v["status"] == "queued"]
-            return back if len(back) == 2 else None
+        def reclaimed():
+            longs, shorts = s.videos(long_ids), s.videos(short_ids)
+            back = [v["id"] for v in longs if v["status"] == "queued"]
+            running = [p for p in s.pods_of() if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+            ok = (len(back) == 2 and sum(v["status"] == "in_progress" for v in longs) == 2
+                  and all(v["status"] == "in_progress" for v in shorts) and len(running) == 4)
+            return back if ok else None
 
-        back = eventually(preempted, timeout=120, what="2 long videos preempted back to queued")
+        back = eventually(reclaimed, timeout=120, what="2 long videos preempted back to queued, 2 short running")
         for vid in back:
             last = s.events(vid)[-1]
             assert (last["from"], last["to"]) == ("in_progress", "queued"), last
-            # Kueue's own words, from the Workload's Preempted/Evicted condition.
-            assert last["reason"].startswith(("preempted by Kueue", "evicted by Kueue")), last
-            assert "reclaim" in last["reason"].lower() or "InCohortReclamation" in last["reason"], last
-
-        shorts = s.wait_terminal(short_ids, timeout=120)
-        assert [v["status"] for v in shorts] == ["completed"] * 2
-        still = [i for i in long_ids if i not in back]
-        assert all(v["status"] == "in_progress" for v in s.videos(still))  # reclaim took only what it needed
+            # Kueue's own words, from the Workload's Preempted condition.
+            assert last["reason"].startswith("preempted by Kueue: InCohortReclamation"), last
+            assert "t2v-short" in last["reason"] and "queued again" in last["reason"], last
+            assert is_true(s.jobs()[long_jobs[vid]], "Suspended")
 
         s.pods.release()
-        longs = s.wait_terminal(long_ids, timeout=150)
-        assert [v["status"] for v in longs] == ["completed"] * 4, longs
+        shorts, longs = s.wait_terminal(short_ids, timeout=120), s.wait_terminal(long_ids, timeout=150)
+        assert [v["status"] for v in shorts + longs] == ["completed"] * 6, shorts + longs
         # The preempted videos resumed in the same Job (Kueue unsuspended it), without using a retry.
         for vid in back:
             assert s.job_of(vid) == long_jobs[vid]
             job = s.jobs()[long_jobs[vid]]
-            assert is_true(job, "Complete"), job["status"]
-            assert not job["status"].get("failed"), job["status"]
-        killed = [r for r in s.pods.finished() if r.killed]
-        assert len(killed) == 2 and {r.job for r in killed} == {long_jobs[v] for v in back}
+            assert is_true(job, "Complete") and not job["status"].get("failed"), job["status"]
+        # Their pods were stopped as a kubelet stops them (SIGTERM, 143); no other pod was.
+        killed = {r.job for r in s.pods.finished() if r.killed}
+        assert killed <= {long_jobs[v] for v in back}, (killed, back)
         assert s.pods.foreign == [] and s.pods.errors == []
