@@ -110,9 +110,9 @@ def test_six_two_gpu_jobs_on_eight_gpus_admit_four_and_queue_two_in_order(
 
     admitted, pending = eventually(split, what="four admitted workloads")
     assert len(pending) == 2
-    for name in pending:
+    for name in pending:  # no quota held (Kueue v0.19 does not always write QuotaReserved=False at once)
         c = condition(workloads(api, queues.namespace)[name], "QuotaReserved")
-        assert c is not None and c["status"] == "False", c
+        assert c is None or c["status"] == "False", c
 
     raw = test_cluster.kubectl(
         "get", "--raw", f"/apis/visibility.kueue.x-k8s.io/v1beta2/clusterqueues/{queues.cluster_queue}/pendingworkloads")

@@ -23,7 +23,7 @@ def test_job_is_suspended_indexed_under_kueue_with_per_index_retries(tmp_path) -
     assert spec["suspend"] is True and spec["completionMode"] == "Indexed"
     assert spec["completions"] == 5 and spec["parallelism"] == 4  # 8 GPUs / 2 per pod
     assert spec["maxFailedIndexes"] >= 1 and spec["backoffLimitPerIndex"] == 2
-    assert labels["kueue.x-k8s.io/queue-name"] == "long"
+    assert labels["kueue.x-k8s.io/queue-name"] == "acme-long"  # the tenant's own LocalQueue
     assert labels["kueue.x-k8s.io/priority-class"] == "t2v-batch"
     assert labels["t2v.io/batch-id"] == "batch_x" and labels["t2v.io/tenant"] == "acme"
     pod = spec["template"]["spec"]
@@ -93,3 +93,12 @@ def test_workload_why(conds, want) -> None:
 ])
 def test_finished_indexes_read_the_jobs_index_lists(status: dict, ended: set[int]) -> None:
     assert finished_indexes({"status": status}) == ended
+
+
+def test_the_default_tenant_and_tenant_queues_off_use_the_shipped_local_queues() -> None:
+    s = ControllerSettings()
+    unit = Unit(tenant="default", queue="short", priority="interactive", batch_id=None)
+    assert build_job(s, manifest(1), unit)["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "short"
+    off = s.model_copy(update={"tenant_queues": False})
+    unit = Unit(tenant="acme", queue="long", priority="batch", batch_id=None)
+    assert build_job(off, manifest(1), unit)["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "long"
