@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,21 +20,22 @@ from controller.kube.api import KubeJobApi
 from controller.kube.reconciler import KubeController
 from controller.settings import ControllerSettings
 from tests.cluster.builders import eventually, is_true
+from tests.cluster.t2v_stack import apply_kueue, enable_namespace, wait_queues_idle
 from tests.plugins.cluster import ClusterHandle
 from webapp.app import create_app
 from webapp.auth import create_key, ensure_tenant
 from webapp.db import session_for
 
 pytestmark = pytest.mark.cluster
-REPO = Path(__file__).resolve().parents[2]
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
 
 @pytest.fixture
 def namespace(monkeypatch, test_cluster: ClusterHandle, k8s_namespace: str) -> str:
     """A namespace the shipped ClusterQueues admit from (label t2v.io/kueue=enabled)."""
-    test_cluster.kubectl("apply", "--server-side", "-f", str(REPO / "kueue"))
-    test_cluster.kubectl("label", "namespace", k8s_namespace, "t2v.io/kueue=enabled")
+    apply_kueue(test_cluster)
+    enable_namespace(test_cluster, k8s_namespace)  # also its `short`/`long` LocalQueues, as in `t2v`
+    wait_queues_idle(test_cluster)  # the ClusterQueues are shared by every test of the session
     monkeypatch.setenv("KUBECONFIG", test_cluster.kubeconfig)
     return k8s_namespace
 
@@ -54,7 +54,6 @@ def service(request, tmp_path, namespace: str) -> Iterator[tuple[TestClient, Kub
                 keys[tenant] = create_key(db, tenant=tenant)[1]
             db.commit()
         kube = KubeJobApi(namespace)
-        kube.ensure_local_queue("short", cluster_queue="t2v-short", tenant="default")  # as kueue/ makes in t2v
         yield api, KubeController(s, api.app.state.store, kube), keys
         # The ClusterQueues are shared by every test of the session: give their GPUs back now.
         for name in kube.list_jobs():
