@@ -144,7 +144,7 @@ def run(db: str, rows: int, n: int, concurrency: int) -> dict:
     finally:
         if pg:
             pg.stop()
-        shutil.rmtree(pg.root, ignore_errors=True)
+            shutil.rmtree(pg.root, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)
     return {"db": db, "rows": rows, "requests_per_case": n, "concurrency": concurrency,
             "seed_seconds": round(seed_seconds, 1), "csv_1000_rows_seconds": round(csv_seconds, 3), "cases": results}
