@@ -54,7 +54,14 @@ class ControllerSettings(Settings):
     # A batch Job fails as a whole only when this many indexes failed (one bad index must fail alone).
     max_failed_indexes_fraction: float = Field(0.5, gt=0, le=1)
     # Full list of Jobs each pass: level-triggered, so a missed event costs at most one period.
+    # Between full passes the Job watch's changed Jobs are followed at once (controller/kube/watch.py).
     resync_seconds: float = Field(2.0, gt=0, le=300)
+    # New rows make no Job event: an indexed look for undispatched rows this often keeps submit ->
+    # Job created well under a second, for one query per poll.
+    dispatch_poll_seconds: float = Field(0.25, gt=0, le=60)
+    # A burst (500 videos at once) is dispatched in slices this long, so Jobs that end meanwhile are
+    # settled between slices instead of after the whole burst.
+    dispatch_slice_seconds: float = Field(1.0, gt=0, le=60)
     # Server-side watch timeout; below typical load-balancer idle cuts (5 min) so watches end cleanly.
     watch_timeout_seconds: int = Field(240, ge=10, le=3600)
     # Lease for leader election: one active controller; 15 s lease / 10 s renew as client-go's defaults.

@@ -78,9 +78,12 @@ class KubeJobApi:
         from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
 
+        def list_jobs(**kw):  # no docstring: the client then skips building a V1Job model per event
+            return self.batch.list_namespaced_job(self.namespace, **kw)
+
         w = watch.Watch()
         try:
-            for ev in w.stream(self.batch.list_namespaced_job, self.namespace, label_selector=SELECTOR,
+            for ev in w.stream(list_jobs, label_selector=SELECTOR,
                                resource_version=rv, allow_watch_bookmarks=True, timeout_seconds=timeout_seconds):
                 yield {"type": ev["type"], "object": ev.get("raw_object") or {}}
         except ApiException as e:
@@ -125,8 +128,11 @@ class KubeJobApi:
         return out
 
     def job_pod_nodes(self) -> dict[tuple[str, int], str]:
+        # Pods of finished Jobs stay until the Job's TTL ends (an hour): not listing them keeps a
+        # pass's cost with the pods that run now, not with the last hour's.
         resp = self._core.list_namespaced_pod(self.namespace,
                                               label_selector=SELECTOR,
+                                              field_selector="status.phase!=Succeeded,status.phase!=Failed",
                                               _preload_content=False)
         out: dict[tuple[str, int], str] = {}
         for pod in json.loads(resp.data)["items"]:

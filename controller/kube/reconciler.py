@@ -4,6 +4,10 @@ Level-triggered (STYLE 3): each pass reads what the DB and the API server say no
 the controller can be killed at any line and the next pass (in this or another replica) finishes the
 work. The Job name is stored on the rows before the Job is created, so a crash between the two
 re-creates the same Job instead of a second one.
+
+`run_forever` runs a full pass every resync period; in between it follows only the Jobs the watch
+saw change and dispatches new rows, so one change costs one Job's work, not a list of every Job,
+Workload and pod (docs/performance.md, cluster mode).
 """
 
 from __future__ import annotations
@@ -57,34 +61,54 @@ class KubeController:
         self.wake = watch.wake if watch is not None else threading.Event()
         self.watch = watch
         self._nodes: dict[tuple[str, int], str] = {}
-        self._workloads: dict[str, dict] = {}
+        self._workloads: dict[str, dict] | None = None  # this pass's, listed when first needed
+        self._workload_names: dict[str, str] = {}  # Job -> its Workload's name (fixed for the Job's life)
         self._indexes: dict[str, dict[str, int]] = {}  # Job -> video id -> completion index (manifest)
         self._queues_made: set[str] = set()  # tenant LocalQueues known to exist
 
     def reconcile_once(self) -> None:
         """One pass: settle, follow, cancel, re-create, dispatch; safe to call at any moment."""
+        self._pass(None)
+
+    def _pass(self, changed: dict[str, dict | None] | None, *, dispatch_seconds: float | None = None) -> bool:
+        """A full pass (`changed` None: list every Job), or one over just the Jobs in `changed` (name ->
+        newest object, None if deleted); then dispatch. True if dispatch stopped at `dispatch_seconds`."""
         if not self.is_leader():
-            return
-        jobs = self.api.list_jobs()
-        self._nodes = self.api.job_pod_nodes()
-        self._workloads = self.api.job_workloads()
+            return False
+        jobs = self.api.list_jobs() if changed is None else changed
+        if jobs:
+            self._nodes = self.api.job_pod_nodes()
+        self._workloads = None
         with session_for(self.settings.db_url) as session:
-            self._follow(session, jobs)
-            self._dispatch(session, jobs)
+            if jobs or changed is None:
+                self._follow(session, jobs, only=None if changed is None else set(changed))
+            return self._dispatch(session, jobs, seconds=dispatch_seconds)
 
     def run_forever(self) -> None:
-        """Call `reconcile_once` every resync period until `stop()`."""
+        """A full pass every resync period, the watch's changed Jobs and new rows in between, until `stop()`."""
         log.info("kubernetes controller started", extra={"namespace": self.settings.namespace})
         if self.watch is not None:
             threading.Thread(target=self.watch.run, name="t2v-job-watch", daemon=True).start()
+        next_full = 0.0
         while not self._stop.is_set():
             self.wake.clear()
+            # Taken before a full pass lists: every change taken here is in that list too.
+            changed = self.watch.take_changed() if self.watch is not None else None
+            more = False
             try:
-                self.reconcile_once()
-            except Exception:  # noqa: BLE001 - API server or DB hiccup; the next pass converges
+                if changed is None or time.monotonic() >= next_full:
+                    next_full = time.monotonic() + self.settings.resync_seconds
+                    changed = None
+                more = self._pass(changed, dispatch_seconds=self.settings.dispatch_slice_seconds)
+            except Exception:  # noqa: BLE001 - API server or DB hiccup; the next (full) pass converges
                 log.exception("controller pass failed")
-            # A Job event wakes us at once; otherwise the full resync runs every period.
-            self.wake.wait(self.settings.resync_seconds)
+                next_full = 0.0  # the changes taken above are lost with this pass: list everything next
+            if more:
+                continue  # a burst of new rows: the next slice, after following what changed meanwhile
+            # A Job event wakes us at once; new rows are looked for every dispatch poll (they make no
+            # Job event); the full resync runs every period.
+            poll = self.settings.dispatch_poll_seconds if self.watch is not None else self.settings.resync_seconds
+            self.wake.wait(max(0.0, min(poll, next_full - time.monotonic())))
 
     def stop(self) -> None:
         """End the loop after the current pass."""
@@ -95,8 +119,11 @@ class KubeController:
 
     # ---- watcher: cluster -> DB ---------------------------------------------------------------
 
-    def _follow(self, session: Session, jobs: dict[str, dict]) -> None:
-        rows = session.exec(select(Video).where(col(Video.job_name).is_not(None)).order_by(Video.seq)).all()
+    def _follow(self, session: Session, jobs: dict[str, dict], only: set[str] | None = None) -> None:
+        query = select(Video).where(col(Video.job_name).is_not(None))
+        if only is not None:  # between full passes: the Jobs the watch saw change
+            query = query.where(col(Video.job_name).in_(sorted(only)))
+        rows = session.exec(query.order_by(Video.seq)).all()
         by_job: dict[str, list[Video]] = {}
         for v in rows:
             by_job.setdefault(v.job_name, []).append(v)
@@ -159,11 +186,21 @@ class KubeController:
                 for v in active:
                     if v.status == VideoStatus.in_progress:
                         # Kueue suspended an admitted Job: preempted or evicted; the same Job resumes.
-                        why = workload_why(self._workloads.get(name)) or f"preempted or evicted ({state.reason})"
+                        why = workload_why(self._workload(name)) or f"preempted or evicted ({state.reason})"
                         crud.transition(session, video=v, to=VideoStatus.queued, reason=f"{why}; queued again")
                 session.commit()
-        self._positions(session, waiting)
-        self._indexes = {k: v for k, v in self._indexes.items() if k in by_job}
+        if only is None:  # positions move with every Job: once per full pass is enough
+            self._positions(session, waiting)
+            self._indexes = {k: v for k, v in self._indexes.items() if k in by_job}
+            self._workload_names = {k: v for k, v in self._workload_names.items() if k in by_job}
+
+    def _workload(self, job: str) -> dict | None:
+        """The Workload of `job`; the first call in a pass lists them all (they are large: pod templates)."""
+        if self._workloads is None:
+            self._workloads = self.api.job_workloads()
+            self._workload_names.update({j: (w.get("metadata") or {}).get("name", "")
+                                         for j, w in self._workloads.items()})
+        return self._workloads.get(job)
 
     def _item_indexes(self, name: str) -> dict[str, int] | None:
         """Video id -> completion index of a Job, from its manifest (read once per Job); None if unreadable."""
@@ -201,8 +238,10 @@ class KubeController:
         queues = sorted({local_queue(self.settings, v.tenant, v.queue) for v in queued})
         kueue = self.api.pending_positions(queues) if queued else {}
         if kueue:
-            places = {v.id: kueue.get(((self._workloads.get(v.job_name) or {}).get("metadata") or {}).get("name", ""))
-                      for v in queued}
+            missing = next((v.job_name for v in queued if v.job_name not in self._workload_names), None)
+            if missing is not None:
+                self._workload(missing)  # new Jobs since the last list: list the Workloads once
+            places = {v.id: kueue.get(self._workload_names.get(v.job_name, "")) for v in queued}
         else:
             ordered = sorted(queued, key=lambda v: (v.priority != "interactive", v.seq))
             places = {v.id: pos for pos, v in enumerate(ordered, start=1)}
@@ -215,7 +254,9 @@ class KubeController:
 
     # ---- dispatcher: DB -> cluster ------------------------------------------------------------
 
-    def _dispatch(self, session: Session, jobs: dict[str, dict]) -> None:
+    def _dispatch(self, session: Session, jobs: dict[str, dict], *, seconds: float | None = None) -> bool:
+        """Claim queued rows and create their Jobs; True if it stopped after `seconds` with rows left."""
+        start = time.monotonic()
         waiting = session.exec(select(Video).where(Video.status == VideoStatus.queued.value,
                                                    col(Video.job_name).is_(None))
                                .order_by((Video.priority != "interactive"), Video.seq)
@@ -229,7 +270,9 @@ class KubeController:
             # A pass making hundreds of Jobs outlasts the Lease unless it renews as it goes, and one
             # that cannot renew must stop before another replica takes over: ask before each unit.
             if not self.is_leader():
-                return
+                return False
+            if seconds is not None and time.monotonic() - start > seconds:
+                return True  # a burst: let the loop follow what changed meanwhile, then go on
             videos = list(group)
             name = job_name(videos[0].id, videos[0].attempt + 1)
             now = time.time()
@@ -238,6 +281,7 @@ class KubeController:
             if claimed:
                 session.expire_all()
                 self._create(session, name, claimed)
+        return False
 
     def _create(self, session: Session, name: str, videos: list[Video]) -> None:
         per_pod = self.settings.items_per_pod

@@ -2,7 +2,9 @@
 
 The reconcile pass stays the truth (it lists everything); the watch only makes it react within
 milliseconds instead of a resync period. It resumes from the last resourceVersion (bookmarks keep it
-fresh while nothing changes) and re-lists on 410 Gone, as client-go's reflector does.
+fresh while nothing changes) and re-lists on 410 Gone, as client-go's reflector does. It also keeps
+the newest copy of each Job that changed, so the loop can follow just those between full passes
+(`take_changed`) instead of listing every Job on every event.
 """
 
 from __future__ import annotations
@@ -31,10 +33,23 @@ class JobWatch:
         self.timeout_seconds = timeout_seconds
         self.rv: str | None = None
         self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._changed: dict[str, dict | None] = {}  # Job name -> newest object, None once deleted
+        self._missed = True  # events may have been missed (start, re-list): only a full pass will do
+
+    def take_changed(self) -> dict[str, dict | None] | None:
+        """The Jobs changed since the last call (name -> newest object, None if deleted), or None when
+        events may have been missed since (a start or re-list), so that only a full pass is safe."""
+        with self._lock:
+            changed, missed = self._changed, self._missed
+            self._changed, self._missed = {}, False
+        return None if missed else changed
 
     def step(self) -> int:
         """One watch call until its server-side timeout; returns how many changes woke the loop."""
         if self.rv is None:
+            with self._lock:
+                self._missed = True
             self.rv = self.list_fn()
             self.wake.set()  # things may have changed while we were not watching
         changes = 0
@@ -46,9 +61,13 @@ class JobWatch:
                         raise Gone(obj.get("message", "resourceVersion too old"))
                     log.warning("watch error event", extra={"object": obj})
                     continue
-                self.rv = (obj.get("metadata") or {}).get("resourceVersion") or self.rv
+                meta = obj.get("metadata") or {}
+                self.rv = meta.get("resourceVersion") or self.rv
                 if kind != "BOOKMARK":
                     changes += 1
+                    if meta.get("name"):
+                        with self._lock:
+                            self._changed[meta["name"]] = None if kind == "DELETED" else obj
                     self.wake.set()
         except Gone as e:
             log.info("watch expired; re-listing", extra={"reason": str(e)})
