@@ -51,11 +51,13 @@ def _enqueue(session: Session, *, tenant: str, object_id: str, event_type: str, 
 
 def on_video_terminal(session: Session, video: Video) -> None:
     """Queue the video's webhook, and its batch's when this was the batch's last active video."""
+    from webapp.costmodel import units_by_model
     from webapp.presenters import batches_public, video_public
 
     if video.webhook_url:
+        data = video_public(video, units=units_by_model(session)).model_dump(mode="json")
         _enqueue(session, tenant=video.tenant, object_id=video.id, event_type=f"video.{video.status}",
-                 url=video.webhook_url, data=video_public(video).model_dump(mode="json"))
+                 url=video.webhook_url, data=data)
     if not video.batch_id:
         return
     batch = session.exec(select(Batch).where(Batch.id == video.batch_id)).first()

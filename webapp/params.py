@@ -231,11 +231,3 @@ def video_json_schema(*, models: list[str] | tuple[str, ...]) -> dict[str, Any]:
                          "additionalProperties": {"type": "string", "maxLength": 512}},
         },
     }
-
-
-def estimated_gpu_seconds(*, num_frames: int, width: int, height: int, steps: int, guidance: float,
-                          seconds_per_unit: float) -> float:
-    """Cost model: GPU-seconds grow with latent tokens x steps (x2 with guidance)."""
-    tokens = ((num_frames - 1) // 6 + 1) * (height // 16) * (width // 16)
-    passes = 2 if guidance > 1.0 else 1
-    return round(tokens * steps * passes * seconds_per_unit, 3)

@@ -6,20 +6,20 @@ from sqlmodel import Session
 
 from webapp import crud
 from webapp.models import Batch, BatchCounts, BatchPublic, ErrorInfo, Video, VideoPublic
-from webapp.params import estimated_gpu_seconds, seconds_label
+from webapp.costmodel import estimate, units_by_model
+from webapp.params import seconds_label
 from webapp.status import BatchStatus, VideoStatus
 
 TINY_NOTICE = "tiny is a random-weight demo model: its videos are noise, by design"
-# Default cost model before any calibration: ~304 s for 163 frames, 848x480, 64 steps with guidance on one H100.
-SECONDS_PER_TOKEN_STEP = 304.0 / (28 * 30 * 53 * 64 * 2)
 
 
 def _ts(v: float | None) -> int | None:
     return None if v is None else int(v)
 
 
-def video_public(video: Video, *, position: int | None = None, cost_unit: float = SECONDS_PER_TOKEN_STEP) -> VideoPublic:
-    """The API's video object."""
+def video_public(video: Video, *, position: int | None = None, units: dict[str, float] | None = None
+                 ) -> VideoPublic:
+    """The API's video object; `units` is the calibrated cost model (webapp/costmodel.py)."""
     error = ErrorInfo(code=video.error_code, message=video.error_message or "") if video.error_code else None
     return VideoPublic(
         id=video.id, status=VideoStatus(video.status), progress=video.progress, model=video.model,
@@ -30,9 +30,9 @@ def video_public(video: Video, *, position: int | None = None, cost_unit: float 
         expires_at=_ts(video.expires_at), error=error, batch_id=video.batch_id,
         queue_position=position if video.status == VideoStatus.queued else None,
         queue=video.queue, priority=video.priority,
-        estimated_gpu_seconds=estimated_gpu_seconds(num_frames=video.num_frames, width=video.width,
-                                                    height=video.height, steps=video.num_inference_steps,
-                                                    guidance=video.guidance_scale, seconds_per_unit=cost_unit),
+        estimated_gpu_seconds=estimate(units or {}, model=video.model, num_frames=video.num_frames,
+                                       width=video.width, height=video.height, steps=video.num_inference_steps,
+                                       guidance=video.guidance_scale),
         metadata=video.metadata_json or {}, bytes=video.bytes, sha256=video.sha256, timings=video.timings or {},
         notice=TINY_NOTICE if video.model == "tiny" else None,
     )
@@ -41,7 +41,8 @@ def video_public(video: Video, *, position: int | None = None, cost_unit: float 
 def videos_public(session: Session, videos: list[Video]) -> list[VideoPublic]:
     """Many video objects, with queue positions looked up together."""
     positions = crud.queue_positions(session, videos)
-    return [video_public(v, position=positions.get(v.id)) for v in videos]
+    units = units_by_model(session)
+    return [video_public(v, position=positions.get(v.id), units=units) for v in videos]
 
 
 def batch_status(counts: BatchCounts, cancelled: bool) -> BatchStatus:

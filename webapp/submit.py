@@ -13,16 +13,16 @@ from webapp import crud
 from webapp.errors import Conflict, InvalidParam
 from webapp.limits import check_submission, retention_seconds
 from webapp.models import Batch, IdempotencyKey, Video
-from webapp.params import VideoSpec, estimated_gpu_seconds
-from webapp.presenters import SECONDS_PER_TOKEN_STEP
+from webapp.costmodel import estimate, units_by_model
+from webapp.params import VideoSpec
 from webapp.settings import Settings
 
 
-def route_queue(spec: VideoSpec, settings: Settings) -> str:
-    """`short` or `long` by estimated GPU time, so long work cannot block interactive work."""
-    cost = estimated_gpu_seconds(num_frames=spec.num_frames, width=spec.width, height=spec.height,
-                                 steps=spec.num_inference_steps, guidance=spec.guidance_scale,
-                                 seconds_per_unit=SECONDS_PER_TOKEN_STEP)
+def route_queue(spec: VideoSpec, settings: Settings, units: dict[str, float]) -> str:
+    """`short` or `long` by estimated GPU time (calibrated, webapp/costmodel.py), so long work cannot
+    block interactive work."""
+    cost = estimate(units, model=spec.model, num_frames=spec.num_frames, width=spec.width, height=spec.height,
+                    steps=spec.num_inference_steps, guidance=spec.guidance_scale)
     return "long" if cost > settings.long_queue_threshold_seconds else "short"
 
 
@@ -55,7 +55,8 @@ def submit_video(session: Session, *, spec: VideoSpec, seed_given: bool, tenant:
             return crud.get_video(session, video_id=existing, tenant=tenant), False
         check_submission(session, tenant=tenant, new_videos=1)
         video = crud.add_video(session, spec=spec, tenant=tenant, priority="interactive",
-                               queue=route_queue(spec, settings), webhook_url=webhook_url,
+                               queue=route_queue(spec, settings, units_by_model(session)),
+                               webhook_url=webhook_url,
                                retention_seconds=retention_seconds(session, tenant=tenant,
                                                                    default_days=settings.retention_days))
         if idempotency_key:
@@ -81,12 +82,13 @@ def submit_batch(session: Session, *, specs: list[VideoSpec], tenant: str, setti
     check_submission(session, tenant=tenant, new_videos=len(specs))
     now = time.time()
     keep = retention_seconds(session, tenant=tenant, default_days=settings.retention_days)
+    units = units_by_model(session)
     batch = Batch(id=crud.new_id("batch"), tenant=tenant, name=name, total=len(specs), created_at=now,
                   metadata_json=metadata, webhook_url=webhook_url)
     session.add(batch)
     session.flush()
     crud.add_videos_bulk(session, specs=specs, tenant=tenant, priority="batch",
-                         queues=[route_queue(spec, settings) for spec in specs], retention_seconds=keep,
+                         queues=[route_queue(spec, settings, units) for spec in specs], retention_seconds=keep,
                          batch_id=batch.id, now=now)
     if idempotency_key:
         session.add(IdempotencyKey(tenant=tenant, key=idempotency_key, body_sha256=digest, object_id=batch.id,
