@@ -61,7 +61,12 @@ class ControllerSettings(Settings):
     dispatch_poll_seconds: float = Field(0.25, gt=0, le=60)
     # A burst (500 videos at once) is dispatched in slices this long, so Jobs that end meanwhile are
     # settled between slices instead of after the whole burst.
-    dispatch_slice_seconds: float = Field(1.0, gt=0, le=60)
+    dispatch_slice_seconds: float = Field(0.25, gt=0, le=60)
+    # Jobs created side by side in a burst (each: manifest write + POST through Kueue's webhooks).
+    # 1 keeps the strict claim, create, claim, create order; more is faster on a busy API server
+    # (docs/performance.md), and a crash then leaves up to this many claimed units for the next
+    # pass to create.
+    dispatch_concurrency: int = Field(1, ge=1, le=16)
     # Server-side watch timeout; below typical load-balancer idle cuts (5 min) so watches end cleanly.
     watch_timeout_seconds: int = Field(240, ge=10, le=3600)
     # Lease for leader election: one active controller; 15 s lease / 10 s renew as client-go's defaults.

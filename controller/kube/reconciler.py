@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
 
 from sqlmodel import Session, col, select
@@ -65,6 +67,7 @@ class KubeController:
         self._workload_names: dict[str, str] = {}  # Job -> its Workload's name (fixed for the Job's life)
         self._indexes: dict[str, dict[str, int]] = {}  # Job -> video id -> completion index (manifest)
         self._queues_made: set[str] = set()  # tenant LocalQueues known to exist
+        self._pool: ThreadPoolExecutor | None = None  # Job creations side by side (dispatch_concurrency)
 
     def reconcile_once(self) -> None:
         """One pass: settle, follow, cancel, re-create, dispatch; safe to call at any moment."""
@@ -266,12 +269,14 @@ class KubeController:
             # A batch's videos of one model, queue and priority share a Job; single videos get their own.
             return (v.batch_id or v.id, v.model, v.queue, v.priority, v.tenant)
 
+        ready: list[Callable[[], None]] = []  # claimed units' creations, made dispatch_concurrency at a time
         for _, group in groupby(sorted(waiting, key=lambda v: (key(v), v.seq)), key=key):
             # A pass making hundreds of Jobs outlasts the Lease unless it renews as it goes, and one
             # that cannot renew must stop before another replica takes over: ask before each unit.
             if not self.is_leader():
-                return False
+                return False  # units claimed and not made yet: the leader makes them (see _follow)
             if seconds is not None and time.monotonic() - start > seconds:
+                self._make(ready)
                 return True  # a burst: let the loop follow what changed meanwhile, then go on
             videos = list(group)
             name = job_name(videos[0].id, videos[0].attempt + 1)
@@ -280,13 +285,31 @@ class KubeController:
             session.commit()  # the name is on the rows before the Job exists
             if claimed:
                 session.expire_all()
-                self._create(session, name, claimed)
+                ready.append(self._prepare(session, name, claimed))
+            if len(ready) >= self.settings.dispatch_concurrency:
+                self._make(ready)
+                ready = []
+        self._make(ready)
         return False
 
+    def _make(self, ready: list[Callable[[], None]]) -> None:
+        """Run prepared creations: one by one, or side by side when dispatch_concurrency > 1."""
+        if len(ready) <= 1:
+            for make in ready:
+                make()
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.settings.dispatch_concurrency, thread_name_prefix="t2v-create")
+        for future in [self._pool.submit(make) for make in ready]:
+            future.result()  # the first failure is raised once all have ended
+
     def _create(self, session: Session, name: str, videos: list[Video]) -> None:
+        self._prepare(session, name, videos)()
+
+    def _prepare(self, session: Session, name: str, videos: list[Video]) -> Callable[[], None]:
+        """Everything that needs the session now; returns the storage and API calls (thread-safe)."""
         per_pod = self.settings.items_per_pod
         manifest = Manifest(job_name=name, items=[item_for(v, index_of(i, per_pod)) for i, v in enumerate(videos)])
-        write_manifest(self.store, manifest)
         head = videos[0]
         unit = Unit(tenant=head.tenant, queue=head.queue, priority=head.priority, batch_id=head.batch_id)
         queue = local_queue(self.settings, unit.tenant, unit.queue)
@@ -294,6 +317,12 @@ class KubeController:
             self.api.ensure_local_queue(queue, cluster_queue=cluster_queue(self.settings, unit.queue),
                                         tenant=unit.tenant)
             self._queues_made.add(queue)
-        created = self.api.create_job(build_job(self.settings, manifest, unit))
-        log.info("job created" if created else "job already existed",
-                 extra={"job": name, "videos": [v.id for v in videos], "indexes": manifest.completions})
+        body = build_job(self.settings, manifest, unit)
+        ids = [v.id for v in videos]
+
+        def make() -> None:
+            write_manifest(self.store, manifest)
+            created = self.api.create_job(body)
+            log.info("job created" if created else "job already existed",
+                     extra={"job": name, "videos": ids, "indexes": manifest.completions})
+        return make
