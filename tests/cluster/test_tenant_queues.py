@@ -107,7 +107,15 @@ def test_a_tenant_arriving_late_is_admitted_before_the_busy_tenants_backlog(serv
     late = submit(api, keys["beta"])
     ctl.reconcile_once()
     beta_job = next(n for n, j in jobs().items() if j["metadata"]["labels"]["t2v.io/tenant"] == "beta")
-    eventually(lambda: ctl.api.job_workloads().get(beta_job), what="beta's Workload")
+    beta_wl = eventually(lambda: ctl.api.job_workloads().get(beta_job), what="beta's Workload")["metadata"]["name"]
+    queues = sorted({made[n]["metadata"]["labels"][QUEUE_LABEL] for n in made} | {"beta-short" if fair else "short"})
+
+    def all_waiting_in_kueue() -> bool:
+        """Kueue's queue manager holds beta's and acme's waiting Workloads (its visibility API says so)."""
+        pending = ctl.api.pending_positions(queues)
+        return len(pending) == len(acme) - len(running) + 1 and beta_wl in pending
+
+    eventually(all_waiting_in_kueue, what="the waiting Workloads queued in Kueue")
     ctl.reconcile_once()
     assert api.get(f"/v1/videos/{late}", headers={"Authorization": f"Bearer {keys['beta']}"}).json()[
         "queue_position"] is not None
