@@ -284,7 +284,8 @@ class KubeController:
             claimed = [v for v in videos if crud.claim(session, video_id=v.id, job_name=name, now=now)]
             session.commit()  # the name is on the rows before the Job exists
             if claimed:
-                session.expire_all()
+                for v in claimed:  # claim() wrote job_name and attempt behind the ORM's back
+                    session.expire(v)  # (not expire_all: hundreds of rows per unit made a burst O(n^2))
                 ready.append(self._prepare(session, name, claimed))
             if len(ready) >= self.settings.dispatch_concurrency:
                 self._make(ready)
