@@ -53,9 +53,12 @@ class ControllerSettings(Settings):
     backoff_limit_per_index: int = Field(2, ge=0)
     # A batch Job fails as a whole only when this many indexes failed (one bad index must fail alone).
     max_failed_indexes_fraction: float = Field(0.5, gt=0, le=1)
-    # Full list of Jobs each pass: level-triggered, so a missed event costs at most one period.
-    # Between full passes the Job watch's changed Jobs are followed at once (controller/kube/watch.py).
-    resync_seconds: float = Field(2.0, gt=0, le=300)
+    # A full pass (every Job, pod and queue position) this often: level-triggered, so a missed event
+    # costs at most one period. Between full passes the Job watch's changed Jobs are followed at once
+    # (controller/kube/watch.py), so this is the safety net and the queue positions' refresh; with
+    # 500 Jobs a full pass takes ~0.5 s here, and one every 2 s left quick reactions waiting behind
+    # it (docs/performance.md, cluster mode).
+    resync_seconds: float = Field(5.0, gt=0, le=300)
     # New rows make no Job event: an indexed look for undispatched rows this often keeps submit ->
     # Job created well under a second, for one query per poll.
     dispatch_poll_seconds: float = Field(0.25, gt=0, le=60)

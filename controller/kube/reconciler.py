@@ -99,10 +99,10 @@ class KubeController:
             changed = self.watch.take_changed() if self.watch is not None else None
             more = False
             try:
-                if changed is None or time.monotonic() >= next_full:
+                full = changed is None or time.monotonic() >= next_full
+                more = self._pass(None if full else changed, dispatch_seconds=self.settings.dispatch_slice_seconds)
+                if full:  # counted from the end: a full pass slower than the period still leaves room
                     next_full = time.monotonic() + self.settings.resync_seconds
-                    changed = None
-                more = self._pass(changed, dispatch_seconds=self.settings.dispatch_slice_seconds)
             except Exception:  # noqa: BLE001 - API server or DB hiccup; the next (full) pass converges
                 log.exception("controller pass failed")
                 next_full = 0.0  # the changes taken above are lost with this pass: list everything next
