@@ -1,0 +1,388 @@
+#!/usr/bin/env python3
+"""A day on 8 GPUs, compressed: interactive short videos arriving (Poisson) while long CSV batches
+wait, under kueue/ as shipped and under one plain FIFO queue, on the same test control plane.
+
+    .venv/bin/python scripts/bench/fleet.py                   # both setups, ~10 minutes each
+    .venv/bin/python scripts/bench/fleet.py --setups kueue --window 120 --batches 2   # a short look
+
+Brings up scripts/testcluster's loopback control plane (one kwok node with 8 nvidia.com/gpu,
+Kueue v0.19.2) and runs t2v in cluster mode on it (scripts/bench/kubestack.py: PostgreSQL,
+`t2v serve`, the controller as its own process, the kwok pod stand-in), once per setup, each in
+its own namespace with a fresh database:
+
+- `kueue`: kueue/ as shipped (short and long ClusterQueues in a cohort, 4 + 4 GPUs, reclaim,
+  interactive above batch priority), the controller with its shipped settings;
+- `fifo`: one ClusterQueue of 8 GPUs, StrictFIFO, one LocalQueue for everything, one priority
+  (the controller's queue and priority-class settings pointed at them);
+- `kueue-partial` (not run by default): a what-if, kueue/ as shipped plus Kueue's partial admission
+  (`kueue.x-k8s.io/job-min-parallelism: 1`) on every multi-pod Job, added by the benchmark's
+  controller wrapper (scripts/bench/controller_proc.py), not by the controller.
+
+Both get the same arrivals (seeded). Run times come from the cost model (webapp.params.
+estimated_gpu_seconds, ~163 GPU-s for a default Mochi video) divided by `--speedup`; a pod holds
+2 GPUs and the stand-in spends an item's GPU-seconds / 2 on it (one item per GPU in a batch pod,
+guidance split over both for a single video). Per setup it reports the GPU-busy fraction while
+work waits, useful GPU-seconds / (8 x makespan), makespan against its lower bound, and the p50/p95
+queue wait of the short videos (submit -> pod running), against one long item's run time.
+
+Prints a table and writes JSON; `--write-docs` rewrites its section of docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from scripts.bench.kubestack import KUEUE_DIR, T2VStack, control_plane, log, pct  # noqa: E402
+
+GPUS = 8
+GPUS_PER_POD = 2  # ControllerSettings.gpus_per_pod
+LONG = {"model": "mochi-1-preview"}  # defaults: 85 frames, 848x480, 64 steps: ~163 GPU-s, the long queue
+SHORTS = [{"model": "mochi-1-preview", "seconds": "1"},  # 31 frames: ~65 GPU-s
+          {"model": "mochi-1-preview", "seconds": "1.6"}]  # 49 frames: ~98 GPU-s (both under 120: short)
+FIFO_NS = "t2v-fifo"
+PARTIAL_NS = "t2v-partial"
+SETUPS = ("kueue", "fifo", "kueue-partial")
+FIFO_ENV = {"T2V_NAMESPACE": FIFO_NS, "T2V_SHORT_QUEUE": "fifo", "T2V_LONG_QUEUE": "fifo",
+            "T2V_SHORT_CLUSTER_QUEUE": "t2v-fifo", "T2V_LONG_CLUSTER_QUEUE": "t2v-fifo",
+            "T2V_SHORT_QUEUE_MAX_GPUS": "8", "T2V_TENANT_QUEUES": "false",
+            "T2V_INTERACTIVE_PRIORITY_CLASS": "t2v-fifo", "T2V_BATCH_PRIORITY_CLASS": "t2v-fifo"}
+
+
+def fifo_docs() -> list[dict]:
+    """One ClusterQueue (8 GPUs, StrictFIFO, no cohort, no preemption), its LocalQueue, one priority."""
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": FIFO_NS}},
+        {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "WorkloadPriorityClass", "metadata": {"name": "t2v-fifo"},
+         "value": 0, "description": "the one priority of the FIFO comparison"},
+        {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ClusterQueue", "metadata": {"name": "t2v-fifo"},
+         "spec": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": FIFO_NS}},
+                  "queueingStrategy": "StrictFIFO",
+                  "resourceGroups": [{"coveredResources": ["nvidia.com/gpu", "cpu", "memory"], "flavors": [
+                      {"name": "h100", "resources": [{"name": "nvidia.com/gpu", "nominalQuota": GPUS},
+                                                     {"name": "cpu", "nominalQuota": 192},
+                                                     {"name": "memory", "nominalQuota": "1800Gi"}]}]}]}},
+        {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue",
+         "metadata": {"name": "fifo", "namespace": FIFO_NS}, "spec": {"clusterQueue": "t2v-fifo"}},
+    ]
+
+
+# The cost model's uncalibrated unit (webapp: ~304 s for 163 frames, 848x480, 64 steps with guidance
+# on one H100), per latent token x step x guidance pass.
+SECONDS_PER_UNIT = 304.0 / (28 * 30 * 53 * 64 * 2)
+
+
+def partial_docs() -> list[dict]:
+    """A namespace for the kueue-partial setup with kueue/'s LocalQueues (the same ClusterQueues)."""
+    docs: list[dict] = [{"apiVersion": "v1", "kind": "Namespace",
+                         "metadata": {"name": PARTIAL_NS, "labels": {"t2v.io/kueue": "enabled"}}}]
+    for lq in ("short", "long"):
+        docs.append({"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue",
+                     "metadata": {"name": lq, "namespace": PARTIAL_NS}, "spec": {"clusterQueue": f"t2v-{lq}"}})
+    return docs
+
+
+def gpu_seconds(*, num_frames: int, width: int, height: int, steps: int, guidance: float) -> float:
+    """GPU-seconds of one video by the cost model: latent tokens x steps (x2 with guidance) x unit."""
+    tokens = ((num_frames - 1) // 6 + 1) * (height // 16) * (width // 16)
+    return tokens * steps * (2 if guidance > 1.0 else 1) * SECONDS_PER_UNIT
+
+
+def item_gpu_seconds(item) -> float:
+    return gpu_seconds(num_frames=item.num_frames, width=item.width, height=item.height,
+                       steps=item.num_inference_steps, guidance=item.guidance_scale)
+
+
+FRAMES = {"1": 31, "1.6": 49}
+LONG_GPU_S = gpu_seconds(num_frames=85, width=848, height=480, steps=64, guidance=4.5)
+SHORT_GPU_S = {k: gpu_seconds(num_frames=f, width=848, height=480, steps=64, guidance=4.5) for k, f in FRAMES.items()}
+
+
+@dataclass(frozen=True)
+class Arrival:
+    at: float  # wall seconds after the start
+    kind: str  # short | batch
+    body: dict | None = None  # a short video's request
+    rows: int = 0  # a batch's rows
+
+
+def arrivals(args: argparse.Namespace) -> list[Arrival]:
+    """The same schedule for every setup: batches at the start and through the first 2/3, shorts Poisson."""
+    rng = random.Random(args.seed)
+    out = [Arrival(0.0, "batch", rows=args.rows) for _ in range(args.batches_at_start)]
+    later = args.batches - args.batches_at_start
+    out += [Arrival(round(args.window * 2 / 3 * (i + 1) / (later + 1), 1), "batch", rows=args.rows)
+            for i in range(later)]
+    mean_short = sum(SHORT_GPU_S.values()) / len(SHORT_GPU_S) / args.speedup
+    rate = args.short_share * GPUS * args.window / mean_short / args.window  # per wall second
+    t = rng.expovariate(rate)
+    n = 0
+    while t < args.window:
+        secs = rng.choice(list(FRAMES))
+        out.append(Arrival(round(t, 2), "short", body={"model": "mochi-1-preview", "seconds": secs,
+                                                       "prompt": f"an interactive clip {n}"}))
+        n += 1
+        t += rng.expovariate(rate)
+    return sorted(out, key=lambda a: a.at)
+
+
+def run_setup(plane, name: str, args: argparse.Namespace, schedule: list[Arrival]) -> dict:
+    namespace = {"kueue": "t2v", "fifo": FIFO_NS, "kueue-partial": PARTIAL_NS}[name]
+    env = {"fifo": dict(FIFO_ENV), "kueue-partial": {"T2V_NAMESPACE": PARTIAL_NS, "T2V_BENCH_MIN_PARALLELISM": "1"}
+           }.get(name, {})
+    speedup = args.speedup
+
+    def run_seconds(item) -> float:
+        return item_gpu_seconds(item) / speedup / GPUS_PER_POD
+
+    root = Path(tempfile.mkdtemp(prefix=f"t2v-bench-fleet-{name}-"))
+    # Results report the uncompressed GPU time: the API's cost model calibrates its short/long
+    # routing from finished runs, and must keep seeing real-scale ones.
+    stack = T2VStack(plane, namespace, root, controller_env=env, run_seconds=run_seconds, db=args.db,
+                     stand_in={"reported_seconds": lambda item, measured: item_gpu_seconds(item)})
+    submitted: list[tuple[float, str, str]] = []  # (time, kind, id)
+    errors: list[str] = []
+    try:
+        stack.start()
+        time.sleep(2)
+        load = os.getloadavg()
+        t0 = time.time()
+
+        def feeder() -> None:
+            for i, a in enumerate(schedule):
+                delay = t0 + a.at - time.time()
+                if delay > 0:
+                    time.sleep(delay)
+                try:
+                    if a.kind == "batch":
+                        rows = [{**LONG, "prompt": f"batch {i} row {r}"} for r in range(a.rows)]
+                        submitted.append((time.time(), "batch", stack.submit_csv(rows, f"batch-{i}")))
+                    else:
+                        submitted.append((time.time(), "short", stack.submit(a.body)))
+                except Exception as e:  # noqa: BLE001 - reported, the run goes on
+                    errors.append(f"{a}: {e}")
+
+        feed = threading.Thread(target=feeder, daemon=True)
+        feed.start()
+        total = sum(a.rows if a.kind == "batch" else 1 for a in schedule)
+        feed.join(timeout=args.window + 120)
+        ok = stack.wait_terminal(total, timeout=args.timeout)
+        time.sleep(1)
+        if not ok:
+            log(f"{name}: timed out: {dict(stack.counts())}")
+        load_after = os.getloadavg()
+        stack.stop_controller()
+        result = analyse(stack, t0, speedup)
+        result.update({"setup": name, "load": load, "load_after": load_after, "submit_errors": errors,
+                       "stand_in_errors": list(stack.pods.errors), "timed_out": not ok})
+        return result
+    finally:
+        stack.stop()
+        plane.delete_namespace_jobs(namespace)
+
+
+def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[list[float]] = []
+    for a, b in sorted(intervals):
+        if b <= a:
+            continue
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+def _busy_within(pods: list[tuple[float, float, int]], windows: list[tuple[float, float]]) -> float:
+    """GPU-seconds of pods running inside `windows` (merged), GPUs in use capped at the node's 8."""
+    edges = sorted([(a, g) for a, _, g in pods] + [(b, -g) for _, b, g in pods])
+    segments, used, last = [], 0, None
+    for t, dg in edges:
+        if last is not None and t > last and used > 0:
+            segments.append((last, t, min(used, GPUS)))
+        used, last = used + dg, t
+    total = 0.0
+    for a, b, u in segments:
+        for wa, wb in windows:
+            lo, hi = max(a, wa), min(b, wb)
+            if hi > lo:
+                total += u * (hi - lo)
+    return total
+
+
+def analyse(stack: T2VStack, t0: float, speedup: float) -> dict:
+    videos = stack.videos()
+    obs = stack.observer
+    with obs.lock:
+        jobs = dict(obs.jobs)
+        pods = list(obs.pods.values())
+    end = max((v["completed_at"] or 0) for v in videos.values())
+    makespan = end - t0
+
+    def work(v: dict) -> float:  # GPU-seconds the stand-in spends on the video (all its GPUs)
+        return gpu_seconds(num_frames=v["num_frames"], width=v["width"], height=v["height"],
+                           steps=v["num_inference_steps"], guidance=v["guidance_scale"]) / speedup
+
+    useful = sum(work(v) for v in videos.values() if v["status"] == "completed")
+    # Lower bound: from any arrival time on, what arrives then or later needs all 8 GPUs at least
+    # that long; and no video ends before its arrival plus its own time on a 2-GPU pod.
+    arrivals = sorted((v["created_at"] - t0, work(v)) for v in videos.values())
+    bound, after = 0.0, sum(w for _, w in arrivals)
+    for at, w in arrivals:
+        bound = max(bound, at + after / GPUS, at + w / GPUS_PER_POD)
+        after -= w
+    running = [(p.running, p.ended, p.gpus) for p in pods if p.running and p.ended]
+    killed = [(p.running, p.ended, p.gpus) for p in pods if p.running and p.ended and p.phase != "Succeeded"]
+    busy_all = _busy_within(running, [(t0, end)])
+    # Work waits: a Job of ours not finished and suspended (waiting for Kueue, or evicted), or a
+    # video submitted whose Job does not exist yet.
+    waits = []
+    video_job = {vid: name for name, j in jobs.items() for vid in j.videos}
+    for j in jobs.values():
+        marks = j.suspends + [(j.finished or end, False)]
+        for (a, susp), (b, _) in zip(marks, marks[1:]):
+            if susp:
+                waits.append((a, b))
+    for vid, v in videos.items():
+        j = jobs.get(video_job.get(vid, ""))
+        waits.append((v["created_at"], j.created if j else end))
+    waits = _merge([(max(a, t0), min(b, end)) for a, b in waits])
+    waiting_s = sum(b - a for a, b in waits)
+    busy_waiting = _busy_within(running, waits)
+    first_running: dict[str, float] = {}
+    for p in pods:
+        if p.running:
+            first_running[p.job] = min(first_running.get(p.job, p.running), p.running)
+    short_waits = [first_running[video_job[vid]] - v["created_at"] for vid, v in videos.items()
+                   if v["batch_id"] is None and video_job.get(vid) in first_running]
+    long_item = LONG_GPU_S / speedup
+    return {
+        "videos": len(videos), "completed": sum(v["status"] == "completed" for v in videos.values()),
+        "shorts": sum(v["batch_id"] is None for v in videos.values()),
+        "makespan": round(makespan, 1), "makespan_lower_bound": round(bound, 1),
+        "makespan_over_bound": round(makespan / bound, 3) if bound else None,
+        "useful_gpu_seconds": round(useful, 1),
+        "useful_fraction": round(useful / (GPUS * makespan), 3),
+        "busy_fraction": round(busy_all / (GPUS * makespan), 3),
+        "waiting_seconds": round(waiting_s, 1),
+        "busy_fraction_while_waiting": round(busy_waiting / (GPUS * waiting_s), 3) if waiting_s else None,
+        "preempted_pods": len(killed),
+        "wasted_gpu_seconds": round(sum((b - a) * g for a, b, g in killed), 1),
+        # Suspended again after running: Kueue evicted (preempted) the whole Job.
+        "evictions": sum(sum(1 for (_, a), (_, b) in zip(j.suspends, j.suspends[1:]) if not a and b)
+                         for j in jobs.values()),
+        "evicted_jobs": sum(1 for j in jobs.values()
+                            if any(not a and b for (_, a), (_, b) in zip(j.suspends, j.suspends[1:]))),
+        "short_wait": {"p50": pct(short_waits, 50), "p95": pct(short_waits, 95),
+                       "max": max(short_waits) if short_waits else None, "n": len(short_waits)},
+        "long_item_seconds": round(long_item, 2),
+    }
+
+
+def fmt(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1f} s"
+
+
+def table(res: dict) -> str:
+    cfg = res["config"]
+    lines = [
+        f"Simulated: {cfg['window'] * cfg['speedup'] / 3600:.1f} h of arrivals at {cfg['speedup']:g}x speed "
+        f"({cfg['window']:g} s of wall clock), {cfg['batches']} CSV batches of {cfg['rows']} default Mochi videos "
+        f"(~{LONG_GPU_S:.0f} GPU-s each; {cfg['batches_at_start']} queued at the start, the rest through the first "
+        f"two thirds), short videos (31 or 49 frames, ~{SHORT_GPU_S['1']:.0f}/{SHORT_GPU_S['1.6']:.0f} GPU-s) "
+        f"arriving Poisson at {cfg['short_share']:.0%} of the 8 GPUs; one long item = {LONG_GPU_S:.0f} s / "
+        f"{cfg['speedup']:g} = {LONG_GPU_S / cfg['speedup']:.1f} s.", "",
+        "| setup | videos (short) | makespan | lower bound | makespan / bound | useful GPU-s / (8 x makespan) | "
+        "busy while work waits | short wait p50 | short wait p95 | p95 / long item | evictions (Jobs) | "
+        "pods killed (GPU-s lost) | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in res["setups"]:
+        w = r["short_wait"]
+        ratio = f"{w['p95'] / r['long_item_seconds']:.2f}" if w["p95"] is not None else "—"
+        lines.append(
+            f"| {r['setup']} | {r['videos']} ({r['shorts']}) | {r['makespan']:.0f} s | {r['makespan_lower_bound']:.0f} s | "
+            f"{r['makespan_over_bound']} | {r['useful_fraction']} | {r['busy_fraction_while_waiting']} | "
+            f"{fmt(w['p50'])} | {fmt(w['p95'])} | {ratio} | {r.get('evictions', '—')} ({r['evicted_jobs']}) | "
+            f"{r['preempted_pods']} ({r['wasted_gpu_seconds']}) | "
+            f"{r['load'][0]:.1f} -> {r['load_after'][0]:.1f} |")
+    by = {r["setup"]: r for r in res["setups"]}
+    k = by.get("kueue")
+    if k:
+        checks = [f"busy while work waits >= 0.95: {'met' if (k['busy_fraction_while_waiting'] or 0) >= 0.95 else 'MISSED'}",
+                  f"short p95 wait <= one long item ({k['long_item_seconds']} s): "
+                  f"{'met' if (k['short_wait']['p95'] or 1e9) <= k['long_item_seconds'] else 'MISSED'}"]
+        if "fifo" in by:
+            f = by["fifo"]
+            checks.append("better than FIFO on busy fraction: " + (
+                "yes" if (k["busy_fraction_while_waiting"] or 0) > (f["busy_fraction_while_waiting"] or 0) else "NO"))
+            checks.append("better than FIFO on short p95 wait: " + (
+                "yes" if (k["short_wait"]["p95"] or 1e9) < (f["short_wait"]["p95"] or 1e9) else "NO"))
+        lines += ["", "Targets (kueue setup): " + "; ".join(checks) + "."]
+    return "\n".join(lines)
+
+
+def write_docs(res: dict, command: str) -> None:
+    doc = REPO / "docs" / "performance.md"
+    text = doc.read_text()
+    begin, end = "<!-- bench-fleet:begin -->", "<!-- bench-fleet:end -->"
+    body = f"{begin}\nReproduce: `{command}`\n\n{table(res)}\n{end}"
+    if begin in text:
+        text = text[:text.index(begin)] + body + text[text.index(end) + len(end):]
+    else:
+        text += f"\n## A day on 8 GPUs: Kueue setup against FIFO (`scripts/bench/fleet.py`)\n\n{body}\n"
+    doc.write_text(text)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--setups", default="kueue,fifo", help=f"comma-separated: {', '.join(SETUPS)}")
+    p.add_argument("--speedup", type=float, default=20.0, help="cost-model seconds per wall second")
+    p.add_argument("--window", type=float, default=420.0, help="wall seconds during which work arrives")
+    p.add_argument("--batches", type=int, default=5, help="CSV batches in all")
+    p.add_argument("--batches-at-start", type=int, default=3)
+    p.add_argument("--rows", type=int, default=64, help="rows (videos) per CSV batch")
+    p.add_argument("--short-share", type=float, default=0.2, help="short videos' share of the 8 GPUs")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
+    p.add_argument("--timeout", type=float, default=1500, help="seconds to wait for every video per setup")
+    p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--write-docs", action="store_true")
+    args = p.parse_args()
+    setups = [s.strip() for s in args.setups.split(",") if s.strip()]
+    if set(setups) - set(SETUPS):
+        p.error(f"--setups: unknown {sorted(set(setups) - set(SETUPS))}; known: {', '.join(SETUPS)}")
+    schedule = arrivals(args)
+    work = sum((a.rows * LONG_GPU_S if a.kind == "batch" else
+                SHORT_GPU_S[a.body["seconds"]]) for a in schedule) / args.speedup
+    log(f"{len(schedule)} arrivals, {work:.0f} GPU-s of work: at least {work / GPUS:.0f} s on {GPUS} GPUs")
+    results = []
+    with control_plane() as plane:
+        plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(KUEUE_DIR))
+        plane.apply(fifo_docs() + partial_docs())
+        plane.wait_cluster_queues(["t2v-short", "t2v-long", "t2v-fifo"])
+        for name in setups:
+            log(f"setup {name}")
+            results.append(run_setup(plane, name, args, schedule))
+    res = {"config": {k: v for k, v in vars(args).items() if k not in ("json", "write_docs")},
+           "setups": results}
+    print(table(res))
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1, default=str))
+    if args.write_docs:
+        write_docs(res, "python scripts/bench/fleet.py " + " ".join(sys.argv[1:]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The cluster benchmarks (scripts/bench/cluster.py, fleet.py) parse their arguments and compute their
+figures right; running them needs the control plane and ~10 minutes each, so no test runs them."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts.bench import fleet
+from scripts.bench.cluster import summarize
+from scripts.bench.controller_proc import request_kind
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("script", ["cluster.py", "fleet.py"])
+def test_help_imports_everything_it_needs(script: str) -> None:
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench" / script), "--help"], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "--write-docs" in p.stdout
+
+
+@pytest.mark.parametrize(("method", "url", "kind"), [
+    ("GET", "https://h/apis/batch/v1/namespaces/t2v/jobs?labelSelector=a", "LIST jobs"),
+    ("GET", "https://h/apis/batch/v1/namespaces/t2v/jobs?labelSelector=a&watch=True", "WATCH jobs"),
+    ("POST", "https://h/apis/batch/v1/namespaces/t2v/jobs", "POST jobs"),
+    ("GET", "https://h/apis/visibility.kueue.x-k8s.io/v1beta2/namespaces/t2v/localqueues/long/pendingworkloads",
+     "GET localqueues/pendingworkloads"),
+    ("PUT", "https://h/apis/coordination.k8s.io/v1/namespaces/t2v/leases/t2v-controller", "PUT leases"),
+    ("GET", "https://h/api/v1/namespaces/t2v/pods?fieldSelector=x", "LIST pods"),
+], ids=["list", "watch", "create", "visibility", "lease", "core-list"])
+def test_controller_requests_are_counted_by_verb_and_resource(method: str, url: str, kind: str) -> None:
+    assert request_kind(method, url) == kind
+
+
+def test_fleet_arrivals_are_the_same_for_every_setup_and_fill_the_gpus() -> None:
+    args = argparse.Namespace(seed=7, batches=5, batches_at_start=3, rows=64, window=420.0, speedup=20.0,
+                              short_share=0.2)
+    a, b = fleet.arrivals(args), fleet.arrivals(args)
+    assert a == b
+    assert [x.at for x in a if x.kind == "batch"] == [0.0, 0.0, 0.0, 93.3, 186.7]
+    shorts = [x for x in a if x.kind == "short"]
+    work = sum(fleet.SHORT_GPU_S[x.body["seconds"]] for x in shorts) / args.speedup
+    assert 0.15 < work / (fleet.GPUS * args.window) < 0.25  # about the asked-for 20 % of the GPUs
+    assert round(fleet.LONG_GPU_S) == 163 and all(s < 120 for s in fleet.SHORT_GPU_S.values())
+
+
+def test_fleet_busy_time_counts_only_inside_the_waiting_windows_and_caps_at_8_gpus() -> None:
+    pods = [(0.0, 10.0, 2), (5.0, 15.0, 8)]
+    assert fleet._busy_within(pods, [(0.0, 20.0)]) == 2 * 5 + 8 * 5 + 8 * 5  # 10 GPUs asked: 8 counted
+    assert fleet._busy_within(pods, [(0.0, 6.0), (12.0, 13.0)]) == 2 * 5 + 8 * 1 + 8 * 1
+    assert fleet._merge([(0, 2), (1, 3), (5, 6), (7, 7)]) == [(0, 3), (5, 6)]
+
+
+def test_cluster_summary_splits_stages_and_ours() -> None:
+    rec = {"status": "completed", "submitted": 0.0, "job_created": 0.5, "admitted": 10.5, "pod_running": 11.0,
+           "pod_ended": 12.0, "job_finished": 12.5, "db_completed": 12.6, "job_active": 10.8,
+           "db_in_progress": 11.0, "evictions": 0}
+    s = summarize([rec], 20.0, 1, {"controller": 0.1, "api": 0.2}, {"controller": {"POST jobs": 1},
+                                                                    "apiserver": {"POST jobs": 3}}, {})
+    assert s["stages"]["Job created -> Workload admitted"]["p50"] == 10.0
+    assert round(s["overhead_ours"]["p50"], 3) == 0.6  # 0.5 s to the Job + 0.1 s to the DB
+    assert round(s["overhead_all_but_quota_wait_and_run"]["p50"], 3) == 1.6  # 12.6 - 10 (quota) - 1 (run)
+    assert round(s["watcher_lag"]["p95"], 3) == 0.2
