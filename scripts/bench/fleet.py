@@ -294,6 +294,10 @@ def fmt(x: float | None) -> str:
     return "—" if x is None else f"{x:.1f} s"
 
 
+def _evictions(r: dict) -> str:
+    return f"{r['evictions']} ({r['evicted_jobs']})" if "evictions" in r else "—"  # not counted before
+
+
 def table(res: dict) -> str:
     cfg = res["config"]
     lines = [
@@ -313,7 +317,7 @@ def table(res: dict) -> str:
         lines.append(
             f"| {r['setup']} | {r['videos']} ({r['shorts']}) | {r['makespan']:.0f} s | {r['makespan_lower_bound']:.0f} s | "
             f"{r['makespan_over_bound']} | {r['useful_fraction']} | {r['busy_fraction_while_waiting']} | "
-            f"{fmt(w['p50'])} | {fmt(w['p95'])} | {ratio} | {r.get('evictions', '—')} ({r['evicted_jobs']}) | "
+            f"{fmt(w['p50'])} | {fmt(w['p95'])} | {ratio} | {_evictions(r)} | "
             f"{r['preempted_pods']} ({r['wasted_gpu_seconds']}) | "
             f"{r['load'][0]:.1f} -> {r['load_after'][0]:.1f} |")
     by = {r["setup"]: r for r in res["setups"]}
