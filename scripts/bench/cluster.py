@@ -213,7 +213,8 @@ def write_docs(results: list[dict], command: str) -> None:
 
 def run_one(plane, args: argparse.Namespace, env: dict[str, str]) -> dict:
     root = Path(tempfile.mkdtemp(prefix="t2v-bench-cluster-"))
-    stack = T2VStack(plane, NAMESPACE, root, controller_env=env, run_seconds=args.run_seconds, db=args.db)
+    stack = T2VStack(plane, NAMESPACE, root, controller_env=env, run_seconds=args.run_seconds, db=args.db,
+                     keep_files=args.keep)
     try:
         stack.start()
         time.sleep(2)
@@ -258,7 +259,7 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--json", type=Path, help="write the summary and every video's stage times here")
     p.add_argument("--write-docs", action="store_true")
-    p.add_argument("--keep", action="store_true", help="leave the control plane running")
+    p.add_argument("--keep", action="store_true", help="leave the control plane running and the run's files")
     args = p.parse_args()
     env = dict(kv.split("=", 1) for kv in args.set)
     with control_plane(keep=args.keep) as plane:

@@ -343,6 +343,7 @@ class T2VStack:
     run_seconds: object = 0.5
     stand_in: dict = field(default_factory=dict)  # more PodStandIn options (hold=...)
     db: str = "postgres"
+    keep_files: bool = False  # leave `root` (database, objects, logs) for a look afterwards
     server: Server | None = None
     controller: subprocess.Popen | None = None
     pods: PodStandIn | None = None
@@ -424,6 +425,10 @@ class T2VStack:
         if self._pg is not None:
             self._pg.stop()
             shutil.rmtree(self._pg.root, ignore_errors=True)
+        if self.keep_files:
+            log(f"kept {self.root}")
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
 
     # ---- client side ----
 
