@@ -28,6 +28,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from scripts.bench.docsection import write_section  # noqa: E402
 from tests.plugins.postgres import PostgresServer  # noqa: E402
 from tests.plugins.server import start_server  # noqa: E402
 from tests.support.net import free_port  # noqa: E402
@@ -161,16 +162,8 @@ def table(res: dict) -> str:
 
 
 def write_docs(results: list[dict], command: str) -> None:
-    doc = REPO / "docs" / "performance.md"
-    text = doc.read_text() if doc.exists() else "# Performance\n"
-    begin, end = "<!-- bench-api:begin -->", "<!-- bench-api:end -->"
-    body = f"{begin}\nReproduce: `{command}`\n\n" + "\n\n".join(table(r) for r in results) + f"\n{end}"
-    if begin in text:
-        text = text[:text.index(begin)] + body + text[text.index(end) + len(end):]
-    else:
-        text += f"\n## API and database (`scripts/bench/api.py`)\n\n{body}\n"
-    doc.write_text(text)
-
+    write_section("api", "API and database (`scripts/bench/api.py`)", command,
+                  "\n\n".join(table(r) for r in results))
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

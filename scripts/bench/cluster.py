@@ -34,6 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from scripts.bench.docsection import write_section  # noqa: E402
 from scripts.bench.kubestack import KUEUE_DIR, T2VStack, control_plane, log, pct  # noqa: E402
 
 NAMESPACE = "t2v"  # kueue/40-localqueues.yaml makes it, with the LocalQueues
@@ -200,16 +201,8 @@ def _top(c: dict, k: int) -> str:
 
 
 def write_docs(results: list[dict], command: str) -> None:
-    doc = REPO / "docs" / "performance.md"
-    text = doc.read_text()
-    begin, end = "<!-- bench-cluster:begin -->", "<!-- bench-cluster:end -->"
-    body = f"{begin}\nReproduce: `{command}`\n\n" + "\n\n".join(table(r) for r in results) + f"\n{end}"
-    if begin in text:
-        text = text[:text.index(begin)] + body + text[text.index(end) + len(end):]
-    else:
-        text += f"\n## Cluster mode overhead (`scripts/bench/cluster.py`)\n\n{body}\n"
-    doc.write_text(text)
-
+    write_section("cluster", "Cluster mode overhead (`scripts/bench/cluster.py`)", command,
+                  "\n\n".join(table(r) for r in results))
 
 def run_one(plane, args: argparse.Namespace, env: dict[str, str]) -> dict:
     root = Path(tempfile.mkdtemp(prefix="t2v-bench-cluster-"))

@@ -44,6 +44,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from scripts.bench.docsection import write_section  # noqa: E402
 from scripts.bench.kubestack import KUEUE_DIR, T2VStack, control_plane, log, pct  # noqa: E402
 
 GPUS = 8
@@ -337,16 +338,8 @@ def table(res: dict) -> str:
 
 
 def write_docs(res: dict, command: str) -> None:
-    doc = REPO / "docs" / "performance.md"
-    text = doc.read_text()
-    begin, end = "<!-- bench-fleet:begin -->", "<!-- bench-fleet:end -->"
-    body = f"{begin}\nReproduce: `{command}`\n\n{table(res)}\n{end}"
-    if begin in text:
-        text = text[:text.index(begin)] + body + text[text.index(end) + len(end):]
-    else:
-        text += f"\n## A day on 8 GPUs: Kueue setup against FIFO (`scripts/bench/fleet.py`)\n\n{body}\n"
-    doc.write_text(text)
-
+    write_section("fleet", "A day on 8 GPUs: Kueue setup against FIFO (`scripts/bench/fleet.py`)", command,
+                  table(res))
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
