@@ -25,6 +25,11 @@ class ControllerSettings(Settings):
     # Items per pod (per completion index): the model load (~60 s from NVMe) is paid once per pod, so
     # 4 items of ~5 min each keep it under 5 % of the pod's time while a lost pod loses little work.
     items_per_pod: int = Field(4, ge=1, le=64)
+    # Pods per batch Job: a CSV batch becomes Jobs of at most this many pods (x items_per_pod videos).
+    # Kueue admits and preempts a Job whole, so one pod per Job lets a batch fill whatever GPUs are
+    # free and lets a short video reclaim 2 borrowed GPUs by stopping one pod, not a batch-wide Job
+    # of 8 GPUs (docs/performance.md, the fleet benchmark; docs/decisions.md).
+    batch_pods_per_job: int = Field(1, ge=1, le=64)
     # Kueue LocalQueue names in the namespace (kueue/localqueues.yaml), used by the default tenant.
     short_queue: str = "short"
     long_queue: str = "long"

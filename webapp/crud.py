@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from webapp.errors import NotFound
-from webapp.models import Batch, Video, VideoEvent
+from webapp.models import Batch, Video, VideoEvent, waiting
 from webapp.params import VideoSpec
 from webapp.status import VideoStatus, can_move
 
@@ -174,22 +174,39 @@ def page(session: Session, model: type, *, tenant: str | None, after: str | None
 def queue_positions(session: Session, videos: list[Video]) -> dict[str, int]:
     """1-based place in line of each queued, not yet dispatched video (interactive before batch, then age).
 
-    One counting query for all of `videos`: every count walks the waiting videos ahead, so a
-    list page of 20 counted separately walked the backlog 20 times.
+    At most one counting query per priority for all of `videos`, each an index-only range scan of
+    `ix_video_waiting`: a page of 20 counted separately, or through the table, walked the backlog
+    20 times, and cost grew with a video's place in line.
     """
-    waiting = [v for v in videos if v.status == VideoStatus.queued]
-    out = {v.id: v.queue_position for v in waiting if v.queue_position is not None}
-    todo = [v for v in waiting if v.queue_position is None]
+    queued = [v for v in videos if v.status == VideoStatus.queued]
+    out = {v.id: v.queue_position for v in queued if v.queue_position is not None}
+    todo = [v for v in queued if v.queue_position is None]
     if not todo:
         return out
-    interactive = col(Video.priority) == "interactive"
-    ahead = [func.count().filter(sa.and_(interactive, col(Video.seq) < v.seq) if v.priority == "interactive"
-                                 else sa.or_(interactive, col(Video.seq) < v.seq))
-             for v in todo]
-    counts = session.exec(sa.select(*ahead).where(
-        Video.status == VideoStatus.queued.value, col(Video.job_name).is_(None),
-        sa.or_(interactive, col(Video.seq) < max(v.seq or 0 for v in todo)))).one()
-    out.update({v.id: n + 1 for v, n in zip(todo, counts, strict=True)})
+    interactive = [v for v in todo if v.priority == "interactive"]
+    batch = [v for v in todo if v.priority != "interactive"]
+    # Interactive videos wait behind older interactive ones; batch videos behind every interactive one
+    # and older batch ones.
+    ahead = _count_before(session, "interactive", interactive, everything=bool(batch))
+    if batch:
+        all_interactive = ahead.pop("*")
+        ahead.update({vid: n + all_interactive for vid, n in _count_before(session, "batch", batch).items()})
+    out.update({vid: n + 1 for vid, n in ahead.items()})
+    return out
+
+
+def _count_before(session: Session, priority: str, videos: list[Video], *, everything: bool = False
+                  ) -> dict[str, int]:
+    """Waiting videos of `priority` older than each of `videos` (and all of them under "*")."""
+    seq = col(Video.seq)
+    counts = [func.count().filter(seq < v.seq) for v in videos] + ([func.count()] if everything else [])
+    stmt = sa.select(*counts).where(waiting(), col(Video.priority) == priority)
+    if not everything:
+        stmt = stmt.where(seq < max(v.seq or 0 for v in videos))
+    row = session.exec(stmt).one()
+    out = {v.id: n for v, n in zip(videos, row[:len(videos)], strict=True)}
+    if everything:
+        out["*"] = row[-1]
     return out
 
 

@@ -13,6 +13,15 @@ from sqlmodel import Field, SQLModel
 
 from webapp.status import VideoStatus
 
+# Queued and not yet given to a job: the predicate of the partial index `ix_video_waiting`. Queries
+# must spell it as literal SQL (`waiting()`), not bound parameters, for the planners to use that index.
+WAITING_SQL = "status = 'queued' AND job_name IS NULL"
+
+
+def waiting() -> sa.TextClause:
+    """The WHERE term for waiting videos that matches `ix_video_waiting`."""
+    return sa.text(WAITING_SQL)
+
 
 class Video(SQLModel, table=True):
     """One requested video; `seq` orders the list and backs cursor pagination."""
@@ -25,6 +34,10 @@ class Video(SQLModel, table=True):
         sa.Index("ix_video_job_name", "job_name"),
         sa.Index("ix_video_tenant_created", "tenant", "created_at"),
         sa.Index("ix_video_expires", "expires_at"),
+        sa.Index("ix_video_tenant_status", "tenant", "status"),
+        # The line: counting the videos ahead of one is an index-only range scan.
+        sa.Index("ix_video_waiting", "priority", "seq", sqlite_where=sa.text(WAITING_SQL),
+                 postgresql_where=sa.text(WAITING_SQL)),
     )
 
     seq: int | None = Field(default=None, primary_key=True)

@@ -266,7 +266,8 @@ class KubeController:
                                .limit(self.settings.dispatch_batch)).all()
 
         def key(v: Video) -> tuple:
-            # A batch's videos of one model, queue and priority share a Job; single videos get their own.
+            # A batch's videos of one model, queue and priority share Jobs of batch_pods_per_job pods;
+            # single videos get their own.
             return (v.batch_id or v.id, v.model, v.queue, v.priority, v.tenant)
 
         ready: list[Callable[[], None]] = []  # claimed units' creations, made dispatch_concurrency at a time
@@ -279,17 +280,19 @@ class KubeController:
                 self._make(ready)
                 return True  # a burst: let the loop follow what changed meanwhile, then go on
             videos = list(group)
-            name = job_name(videos[0].id, videos[0].attempt + 1)
-            now = time.time()
-            claimed = [v for v in videos if crud.claim(session, video_id=v.id, job_name=name, now=now)]
-            session.commit()  # the name is on the rows before the Job exists
-            if claimed:
-                for v in claimed:  # claim() wrote job_name and attempt behind the ORM's back
-                    session.expire(v)  # (not expire_all: hundreds of rows per unit made a burst O(n^2))
-                ready.append(self._prepare(session, name, claimed))
-            if len(ready) >= self.settings.dispatch_concurrency:
-                self._make(ready)
-                ready = []
+            per_job = self.settings.items_per_pod * self.settings.batch_pods_per_job
+            for unit in (videos[i:i + per_job] for i in range(0, len(videos), per_job)):
+                name = job_name(unit[0].id, unit[0].attempt + 1)
+                now = time.time()
+                claimed = [v for v in unit if crud.claim(session, video_id=v.id, job_name=name, now=now)]
+                session.commit()  # the name is on the rows before the Job exists
+                if claimed:
+                    for v in claimed:  # claim() wrote job_name and attempt behind the ORM's back
+                        session.expire(v)  # (not expire_all: hundreds of rows per unit made a burst O(n^2))
+                    ready.append(self._prepare(session, name, claimed))
+                if len(ready) >= self.settings.dispatch_concurrency:
+                    self._make(ready)
+                    ready = []
         self._make(ready)
         return False
 

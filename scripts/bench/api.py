@@ -64,6 +64,11 @@ def seed_rows(db_url: str, rows: int) -> None:
                     ":status, 0, 'tiny', 'a benchmark prompt', '', 31, 432, 240, 30, :seed, 8, 4.5, 'interactive', "
                     "'short', '{}', :t, :t, 0, '{}')"), chunk)
                 chunk = []
+    # A live database has planner statistics and (PostgreSQL) a visibility map from autovacuum: without
+    # them, a freshly bulk-loaded table turns index-only scans into heap fetches (10 ms vs 3 ms for the
+    # 15,000-row queue-position count here), which no running service would see.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.execute(sa.text("VACUUM ANALYZE video" if engine.dialect.name == "postgresql" else "ANALYZE"))
 
 
 def pct(values: list[float], p: float) -> float:

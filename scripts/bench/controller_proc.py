@@ -74,13 +74,7 @@ def main() -> int:
     setattr(ctl, attr, timed)
     creates: list[float] = []  # seconds of each Job POST (API server + Kueue's webhooks)
     post = ctl.api.create_job
-    # What-if for scripts/bench/fleet.py (setup kueue-partial): Kueue's partial admission on every
-    # multi-pod Job (kueue.x-k8s.io/job-min-parallelism), without changing the controller.
-    min_parallelism = int(os.environ.get("T2V_BENCH_MIN_PARALLELISM", "0"))
-
     def timed_create(body: dict) -> bool:
-        if min_parallelism and (body["spec"].get("parallelism") or 1) > min_parallelism:
-            body["metadata"].setdefault("annotations", {})["kueue.x-k8s.io/job-min-parallelism"] = str(min_parallelism)
         t0 = time.perf_counter()
         try:
             return post(body)

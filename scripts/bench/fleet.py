@@ -2,7 +2,8 @@
 """A day on 8 GPUs, compressed: interactive short videos arriving (Poisson) while long CSV batches
 wait, under kueue/ as shipped and under one plain FIFO queue, on the same test control plane.
 
-    .venv/bin/python scripts/bench/fleet.py                   # both setups, ~10 minutes each
+    .venv/bin/python scripts/bench/fleet.py                   # kueue and fifo, ~10 minutes each
+    .venv/bin/python scripts/bench/fleet.py --setups kueue,fifo,kueue-batch-job   # and the old shape
     .venv/bin/python scripts/bench/fleet.py --setups kueue --window 120 --batches 2   # a short look
 
 Brings up scripts/testcluster's loopback control plane (one kwok node with 8 nvidia.com/gpu,
@@ -14,9 +15,8 @@ its own namespace with a fresh database:
   interactive above batch priority), the controller with its shipped settings;
 - `fifo`: one ClusterQueue of 8 GPUs, StrictFIFO, one LocalQueue for everything, one priority
   (the controller's queue and priority-class settings pointed at them);
-- `kueue-partial` (not run by default): a what-if, kueue/ as shipped plus Kueue's partial admission
-  (`kueue.x-k8s.io/job-min-parallelism: 1`) on every multi-pod Job, added by the benchmark's
-  controller wrapper (scripts/bench/controller_proc.py), not by the controller.
+- `kueue-batch-job` (not run by default): kueue/ as shipped with the Job shape of earlier versions,
+  one indexed Job of up to 4 pods per CSV batch (`T2V_BATCH_PODS_PER_JOB=8`), for before/after.
 
 Both get the same arrivals (seeded). Run times come from the cost model (webapp.params.
 estimated_gpu_seconds, ~163 GPU-s for a default Mochi video) divided by `--speedup`; a pod holds
@@ -53,8 +53,8 @@ LONG = {"model": "mochi-1-preview"}  # defaults: 85 frames, 848x480, 64 steps: ~
 SHORTS = [{"model": "mochi-1-preview", "seconds": "1"},  # 31 frames: ~65 GPU-s
           {"model": "mochi-1-preview", "seconds": "1.6"}]  # 49 frames: ~98 GPU-s (both under 120: short)
 FIFO_NS = "t2v-fifo"
-PARTIAL_NS = "t2v-partial"
-SETUPS = ("kueue", "fifo", "kueue-partial")
+BATCH_JOB_NS = "t2v-batch-job"
+SETUPS = ("kueue", "fifo", "kueue-batch-job")
 FIFO_ENV = {"T2V_NAMESPACE": FIFO_NS, "T2V_SHORT_QUEUE": "fifo", "T2V_LONG_QUEUE": "fifo",
             "T2V_SHORT_CLUSTER_QUEUE": "t2v-fifo", "T2V_LONG_CLUSTER_QUEUE": "t2v-fifo",
             "T2V_SHORT_QUEUE_MAX_GPUS": "8", "T2V_TENANT_QUEUES": "false",
@@ -84,13 +84,13 @@ def fifo_docs() -> list[dict]:
 SECONDS_PER_UNIT = 304.0 / (28 * 30 * 53 * 64 * 2)
 
 
-def partial_docs() -> list[dict]:
-    """A namespace for the kueue-partial setup with kueue/'s LocalQueues (the same ClusterQueues)."""
+def batch_job_docs() -> list[dict]:
+    """A namespace for the kueue-batch-job setup with kueue/'s LocalQueues (the same ClusterQueues)."""
     docs: list[dict] = [{"apiVersion": "v1", "kind": "Namespace",
-                         "metadata": {"name": PARTIAL_NS, "labels": {"t2v.io/kueue": "enabled"}}}]
+                         "metadata": {"name": BATCH_JOB_NS, "labels": {"t2v.io/kueue": "enabled"}}}]
     for lq in ("short", "long"):
         docs.append({"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue",
-                     "metadata": {"name": lq, "namespace": PARTIAL_NS}, "spec": {"clusterQueue": f"t2v-{lq}"}})
+                     "metadata": {"name": lq, "namespace": BATCH_JOB_NS}, "spec": {"clusterQueue": f"t2v-{lq}"}})
     return docs
 
 
@@ -139,8 +139,8 @@ def arrivals(args: argparse.Namespace) -> list[Arrival]:
 
 
 def run_setup(plane, name: str, args: argparse.Namespace, schedule: list[Arrival]) -> dict:
-    namespace = {"kueue": "t2v", "fifo": FIFO_NS, "kueue-partial": PARTIAL_NS}[name]
-    env = {"fifo": dict(FIFO_ENV), "kueue-partial": {"T2V_NAMESPACE": PARTIAL_NS, "T2V_BENCH_MIN_PARALLELISM": "1"}
+    namespace = {"kueue": "t2v", "fifo": FIFO_NS, "kueue-batch-job": BATCH_JOB_NS}[name]
+    env = {"fifo": dict(FIFO_ENV), "kueue-batch-job": {"T2V_NAMESPACE": BATCH_JOB_NS, "T2V_BATCH_PODS_PER_JOB": "8"}
            }.get(name, {})
     speedup = args.speedup
 
@@ -366,7 +366,7 @@ def main() -> int:
     results = []
     with control_plane() as plane:
         plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(KUEUE_DIR))
-        plane.apply(fifo_docs() + partial_docs())
+        plane.apply(fifo_docs() + batch_job_docs())
         plane.wait_cluster_queues(["t2v-short", "t2v-long", "t2v-fifo"])
         for name in setups:
             log(f"setup {name}")

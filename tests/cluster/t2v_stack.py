@@ -168,14 +168,17 @@ class Stack:
 
 
 @contextmanager
-def cluster_mode(cluster: ClusterHandle, namespace: str, data_dir: Path, **stand_in: object) -> Iterator[Stack]:
-    """Run API, controller and pod stand-in against `namespace` until the block ends."""
+def cluster_mode(cluster: ClusterHandle, namespace: str, data_dir: Path, settings: dict | None = None,
+                 **stand_in: object) -> Iterator[Stack]:
+    """Run API, controller and pod stand-in against `namespace` until the block ends; `settings`
+    overrides ControllerSettings fields."""
     enable_namespace(cluster, namespace)
     wait_queues_idle(cluster)
     settings = ControllerSettings(
         data_dir=data_dir, backend="kubernetes", auth_required=False, namespace=namespace,
         resync_seconds=1.0,  # a pass per second: the tests wait on it (default 2 s)
         watch_timeout_seconds=10,  # the Job watch thread ends soon after stop()
+        **(settings or {}),
     )
     old = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = cluster.kubeconfig  # KubeJobApi reads it when built

@@ -36,8 +36,8 @@ def kueue_applied(test_cluster: ClusterHandle) -> ClusterHandle:
 @pytest.fixture
 def stack_factory(kueue_applied: ClusterHandle, k8s_namespace: str, tmp_path: Path):
     """cluster_mode() for this test's namespace; stand-in options as keyword arguments."""
-    def make(**stand_in: object):
-        return cluster_mode(kueue_applied, k8s_namespace, tmp_path / "data", **stand_in)
+    def make(settings: dict | None = None, **stand_in: object):
+        return cluster_mode(kueue_applied, k8s_namespace, tmp_path / "data", settings, **stand_in)
     return make
 
 
@@ -91,7 +91,8 @@ def test_a_20_prompt_csv_is_one_indexed_job_and_its_one_bad_item_fails_alone(sta
     last, oom_row = prompts[-1], 13  # index 3
     # The last item (index 4) waits until release(): the rest of the batch must not wait for it.
     # Row 13 runs out of GPU memory in the first pod of index 3 (exit 75): the Job retries that index.
-    with stack_factory(hold=lambda item: item.prompt == last,
+    # One Job of 5 pods for the batch (by default a batch is Jobs of one pod each: batch_pods_per_job).
+    with stack_factory({"batch_pods_per_job": 8}, hold=lambda item: item.prompt == last,
                        oom=lambda item, try_no: item.prompt == prompts[oom_row] and try_no == 1) as s:
         r = s.api.post("/v1/batches", files={"file": ("prompts.csv", buf.getvalue().encode(), "text/csv")})
         assert r.status_code == 200, r.text

@@ -44,10 +44,12 @@ def test_jobs_leases_watch_against_a_real_api_server(tmp_path, namespace) -> Non
         c2.reconcile_once()
         assert c1.is_leader() and not c2.is_leader()
         jobs = c1.api.list_jobs()
-        assert sorted(j["spec"]["completions"] for j in jobs.values()) == [1, 1, 1, 5]  # accepted as built
+        # accepted as built: 3 single videos, and the batch as 5 one-pod Jobs of 4 videos
+        assert sorted((j["spec"]["completions"], j["metadata"]["annotations"]["t2v.io/video-ids"].count(",") + 1)
+                      for j in jobs.values()) == [(1, 1)] * 3 + [(1, 4)] * 5
         assert all(j["spec"]["suspend"] for j in jobs.values())
         c1.reconcile_once()  # a second pass makes no second Job
-        assert len(c1.api.list_jobs()) == 4
+        assert len(c1.api.list_jobs()) == 8
         assert [api.get(f"/v1/videos/{i}").json()["queue_position"] for i in ids] == [1, 2, 3]
 
         c1.watch.timeout_seconds = 10
@@ -59,7 +61,7 @@ def test_jobs_leases_watch_against_a_real_api_server(tmp_path, namespace) -> Non
         c1.reconcile_once()
         t.join(timeout=20)
         assert c1.wake.is_set()  # the Job deletion came through the watch
-        assert len(c1.api.list_jobs()) == 3
+        assert len(c1.api.list_jobs()) == 7
         assert api.get(f"/v1/videos/{ids[0]}").json()["status"] == "cancelled"
 
         time.sleep(4.5)  # c1 stops renewing: c2 takes over after the lease ends

@@ -56,9 +56,11 @@ class Env:
 def env(tmp_path, monkeypatch, test_cluster: ClusterHandle, k8s_namespace: str) -> Iterator[Env]:
     monkeypatch.setenv("KUBECONFIG", test_cluster.kubeconfig)  # KubeJobApi reads it at construction
     queues = make_queues(test_cluster, k8s_namespace)
-    # Both LocalQueues lead to the test's one 8-GPU ClusterQueue: either may hold all 8.
+    # Both LocalQueues lead to the test's one 8-GPU ClusterQueue: either may hold all 8. These tests
+    # exercise a batch as one indexed Job of several pods; the default of one pod per batch Job has
+    # its own test (test_by_default_a_batch_is_jobs_of_one_pod...).
     settings = ControllerSettings(data_dir=tmp_path / "data", auth_required=False, namespace=k8s_namespace,
-                                  short_queue_max_gpus=8, long_queue_max_gpus=8,
+                                  short_queue_max_gpus=8, long_queue_max_gpus=8, batch_pods_per_job=8,
                                   job_pod_annotations=kwok_pod_annotations())
     try:
         with (TestClient(create_app(settings)) as api, test_cluster.api_client() as kube,
@@ -219,6 +221,41 @@ def test_preempted_batch_is_queued_again_with_kueues_reason_then_completes(env: 
     final = run_to_the_end(env, c)
     assert {v["status"] for v in final} == {"completed"}
     assert len(env.jobs()) == 2 and batch_job in env.jobs()  # the same Job resumed, none made anew
+
+
+def test_by_default_a_batch_is_jobs_of_one_pod_and_a_short_video_stops_only_one(env: Env) -> None:
+    """The shipped shape (batch_pods_per_job = 1): Kueue admits a batch pod by pod, and making room
+    for an interactive video evicts one 2-GPU Job, not the whole batch (docs/performance.md, fleet)."""
+    default = ControllerSettings.model_fields["batch_pods_per_job"].default
+    assert default == 1
+    c = KubeController(env.settings.model_copy(update={"batch_pods_per_job": default}), env.api.app.state.store,
+                       KubeJobApi(env.namespace))
+    batch = submit_csv(env.api, 16)  # 4 Jobs x 2 GPUs: the whole ClusterQueue, at batch priority
+    c.reconcile_once()
+    listed = env.api.get("/v1/videos", params={"batch_id": batch, "limit": 100, "order": "asc"}).json()["data"]
+    jobs = env.jobs()
+    units = sorted(j["metadata"]["annotations"]["t2v.io/video-ids"].split(",") for j in jobs.values())
+    assert units == sorted([v["id"] for v in listed[i:i + 4]] for i in range(0, 16, 4))  # 4 per pod, in order
+    assert {(j["spec"]["completions"], j["spec"]["parallelism"]) for j in jobs.values()} == {(1, 1)}
+    assert {j["metadata"]["labels"]["t2v.io/batch-id"] for j in jobs.values()} == {batch}
+    eventually(lambda: c.reconcile_once() or all(v["status"] == "in_progress" for v in all_videos(env.api)),
+               what="the batch's 4 pods running")
+    single = submit(env.api)  # interactive: Kueue needs 2 GPUs back
+    c.reconcile_once()
+
+    def one_evicted():
+        c.reconcile_once()
+        vs = {v["id"]: v for v in all_videos(env.api)}
+        if vs[single]["status"] != "in_progress":
+            return None
+        return [i for i, v in vs.items() if i != single and v["status"] == "queued"]
+
+    requeued = eventually(one_evicted, what="the interactive video running in one batch pod's place")
+    assert set(requeued) in [set(u) for u in units], requeued  # exactly one unit's 4 videos are queued again
+    assert sum(v["status"] == "in_progress" for v in all_videos(env.api)) == 13  # 12 of the batch + 1
+    final = run_to_the_end(env, c)
+    assert {v["status"] for v in final} == {"completed"}
+    assert len(env.jobs()) == 5  # the evicted Job resumed; none made anew
 
 
 def test_cancel_deletes_the_job_and_its_pods(env: Env) -> None:
