@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from itertools import groupby
 
 from sqlmodel import Session, col, select
@@ -304,7 +304,9 @@ class KubeController:
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.settings.dispatch_concurrency, thread_name_prefix="t2v-create")
-        for future in [self._pool.submit(make) for make in ready]:
+        futures = [self._pool.submit(make) for make in ready]
+        wait(futures)
+        for future in futures:
             future.result()  # the first failure is raised once all have ended
 
     def _create(self, session: Session, name: str, videos: list[Video]) -> None:

@@ -267,6 +267,20 @@ def analyse(stack: T2VStack, t0: float, speedup: float) -> dict:
             first_running[p.job] = min(first_running.get(p.job, p.running), p.running)
     short_waits = [first_running[video_job[vid]] - v["created_at"] for vid, v in videos.items()
                    if v["batch_id"] is None and video_job.get(vid) in first_running]
+    # Where a short video's wait went: submit -> its Job made (the controller), -> first unsuspended
+    # (Kueue's admission, preemption included), -> its pod Running (Job controller, scheduler, kwok).
+    parts: dict[str, list[float]] = {"to_job": [], "to_admitted": [], "to_running": []}
+    for vid, v in videos.items():
+        name = video_job.get(vid, "")
+        j = jobs.get(name)
+        if v["batch_id"] is not None or j is None or name not in first_running:
+            continue
+        admitted = next((t for t, suspended in j.suspends if not suspended), None)
+        if admitted is None:
+            continue
+        parts["to_job"].append(j.created - v["created_at"])
+        parts["to_admitted"].append(admitted - j.created)
+        parts["to_running"].append(first_running[name] - admitted)
     long_item = LONG_GPU_S / speedup
     return {
         "videos": len(videos), "completed": sum(v["status"] == "completed" for v in videos.values()),
@@ -287,6 +301,8 @@ def analyse(stack: T2VStack, t0: float, speedup: float) -> dict:
                             if any(not a and b for (_, a), (_, b) in zip(j.suspends, j.suspends[1:]))),
         "short_wait": {"p50": pct(short_waits, 50), "p95": pct(short_waits, 95),
                        "max": max(short_waits) if short_waits else None, "n": len(short_waits)},
+        "short_wait_parts": {k: {"p50": pct(x, 50), "p95": pct(x, 95), "max": max(x) if x else None}
+                             for k, x in parts.items()},
         "long_item_seconds": round(long_item, 2),
     }
 

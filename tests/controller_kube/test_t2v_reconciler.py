@@ -9,6 +9,7 @@ storage, then the pod ends.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -58,9 +59,11 @@ def env(tmp_path, monkeypatch, test_cluster: ClusterHandle, k8s_namespace: str) 
     queues = make_queues(test_cluster, k8s_namespace)
     # Both LocalQueues lead to the test's one 8-GPU ClusterQueue: either may hold all 8. These tests
     # exercise a batch as one indexed Job of several pods; the default of one pod per batch Job has
-    # its own test (test_by_default_a_batch_is_jobs_of_one_pod...).
+    # its own test (test_by_default_a_batch_is_jobs_of_one_pod...). They script the order of Job
+    # creations, so one at a time (the default of 4 side by side has its crash test below).
     settings = ControllerSettings(data_dir=tmp_path / "data", auth_required=False, namespace=k8s_namespace,
                                   short_queue_max_gpus=8, long_queue_max_gpus=8, batch_pods_per_job=8,
+                                  dispatch_concurrency=1,
                                   job_pod_annotations=kwok_pod_annotations())
     try:
         with (TestClient(create_app(settings)) as api, test_cluster.api_client() as kube,
@@ -163,16 +166,17 @@ class Crash(Exception):
     """The controller process dies here."""
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])
 @pytest.mark.parametrize("when", ["before_the_server_saw_it", "after_the_server_made_it"])
-def test_crash_mid_dispatch_recreates_the_same_job_never_a_second(env: Env, when: str) -> None:
+def test_crash_mid_dispatch_recreates_the_same_job_never_a_second(env: Env, when: str, concurrency: int) -> None:
+    env.settings = env.settings.model_copy(update={"dispatch_concurrency": concurrency})
     ids = [submit(env.api) for _ in range(3)]
 
     class DiesOnSecondCreate(KubeJobApi):
-        calls = 0
+        calls = itertools.count(1)  # atomic: creations may run side by side
 
         def create_job(self, body: dict) -> bool:
-            self.calls += 1
-            if self.calls == 2:
+            if next(self.calls) == 2:
                 if when == "after_the_server_made_it":
                     super().create_job(body)  # made, but the process died before it heard back
                 raise Crash
@@ -182,8 +186,13 @@ def test_crash_mid_dispatch_recreates_the_same_job_never_a_second(env: Env, when
         env.controller(DiesOnSecondCreate(env.namespace)).reconcile_once()
     with session_for(env.settings.db_url) as s:
         claimed = [v for v in s.exec(select(Video)).all() if v.job_name]
-    assert len(claimed) == 2  # the rows were claimed (names stored) before their Jobs were made
-    assert len(env.jobs()) == (2 if when == "after_the_server_made_it" else 1)
+    made = len(env.jobs())
+    if concurrency == 1:  # claim, create, claim, create: the crash stopped the second unit
+        assert len(claimed) == 2  # the rows were claimed (names stored) before their Jobs were made
+        assert made == (2 if when == "after_the_server_made_it" else 1)
+    else:  # all three claimed first, then created side by side; the second creation died
+        assert len(claimed) == 3
+        assert made == (3 if when == "after_the_server_made_it" else 2)
 
     c2 = env.controller()  # the restarted controller
     c2.reconcile_once()
