@@ -79,6 +79,10 @@ class KubeController:
         if not self.is_leader():
             return False
         jobs = self.api.list_jobs() if changed is None else changed
+        if changed is None:
+            # Tenant LocalQueues are ensured again once per full pass: one an admin deleted (or a
+            # namespace re-created) comes back within a resync, not at the next restart.
+            self._queues_made.clear()
         if jobs:
             self._nodes = self.api.job_pod_nodes()
         self._workloads = None

@@ -255,6 +255,22 @@ def _kwok_stages() -> str:
     return "\n---\n".join(parts)
 
 
+# The Kueue Configuration t2v recommends for production; its policy keys run here too.
+RECOMMENDED_KUEUE_CONFIG = Path(__file__).resolve().parents[2] / "kueue" / "config" / "kueue-manager-config.yaml"
+POLICY_KEYS = ("manageJobsWithoutQueueName", "waitForPodsReady", "fairSharing", "admissionFairSharing", "integrations")
+
+
+def _recommended_kueue_policy() -> dict:
+    """kueue/config's scheduling policy (fair sharing, admission fair sharing, waitForPodsReady...),
+    so tests and benchmarks run the preemption a real install gets; usage is sampled every second
+    instead of every minute so tests see it quickly."""
+    cfg = yaml.safe_load(RECOMMENDED_KUEUE_CONFIG.read_text())
+    policy = {k: cfg[k] for k in POLICY_KEYS if k in cfg}
+    if "admissionFairSharing" in policy:
+        policy["admissionFairSharing"] = {**policy["admissionFairSharing"], "usageSamplingInterval": "1s"}
+    return policy
+
+
 def _fixed_path_cert(folder: Path, pki: Path) -> bool:
     """Make sure one of Kueue's fixed cert folders holds a cert; False if we may not write there.
 
@@ -424,10 +440,8 @@ def up(state: Path, *, nodes: int = 1, gpus_per_node: int = 8) -> Cluster:
         "leaderElection": {"leaderElect": False},
         "internalCertManagement": {"enable": False},
         "visibilityServer": {"bindAddress": "127.0.0.1", "bindPort": ports["kueue-visibility"]},
-        "integrations": {"frameworks": ["batch/job"]},
-        # As kueue/config recommends, with a short sampling interval so tests see usage quickly.
-        "admissionFairSharing": {"usageHalfLifeTime": "6h", "usageSamplingInterval": "1s"},
     }
+    kcfg.update(_recommended_kueue_policy())
     (state / "kueue-config.yaml").write_text(yaml.safe_dump(kcfg))
     kueue_cmd = [str(bin_("kueue")), "--config", str(state / "kueue-config.yaml"), "--kubeconfig", kc,
                  "--zap-log-level", "2"]

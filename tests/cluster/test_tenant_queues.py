@@ -158,3 +158,26 @@ def _consumed_gpus(custom: client.CustomObjectsApi, namespace: str, lq: str) -> 
     status = custom.get_namespaced_custom_object("kueue.x-k8s.io", "v1beta2", namespace, "localqueues", lq)
     afs = ((status.get("status") or {}).get("fairSharing") or {}).get("admissionFairSharingStatus") or {}
     return float(Quantity(afs.get("consumedResources", {}).get("nvidia.com/gpu", "0")))
+
+
+@pytest.mark.parametrize("service", [True], indirect=True, ids=["tenant-queues"])
+def test_a_tenant_queue_deleted_by_an_admin_is_made_again(service, namespace) -> None:
+    """Without it the tenant's next Jobs would wait in Kueue for a LocalQueue that does not exist."""
+    api, ctl, keys = service
+    custom = client.CustomObjectsApi(ctl.api.batch.api_client)
+
+    def beta_short() -> dict | None:
+        found = custom.list_namespaced_custom_object("kueue.x-k8s.io", "v1beta2", namespace, "localqueues")
+        return next((q for q in found["items"] if q["metadata"]["name"] == "beta-short"), None)
+
+    submit(api, keys["beta"])
+    ctl.reconcile_once()
+    assert beta_short() is not None
+    custom.delete_namespaced_custom_object("kueue.x-k8s.io", "v1beta2", namespace, "localqueues", "beta-short")
+    eventually(lambda: beta_short() is None, what="beta-short deleted")
+    submit(api, keys["beta"])
+    ctl.reconcile_once()  # the same controller process: its cache said the queue existed
+    lq = beta_short()
+    assert lq is not None and lq["spec"]["clusterQueue"] == "t2v-short"
+    waiting = [j for j in ctl.api.list_jobs().values() if j["metadata"]["labels"][QUEUE_LABEL] == "beta-short"]
+    assert len(waiting) == 2
