@@ -37,6 +37,7 @@ from tests.plugins.postgres import PostgresServer  # noqa: E402
 from tests.plugins.server import Server, start_server  # noqa: E402
 from tests.support.kwok_pods import PodStandIn  # noqa: E402
 from tests.support.net import free_port  # noqa: E402
+from tests.support.procs import stop  # noqa: E402
 
 KUEUE_DIR = REPO / "kueue"
 GROUP, VERSION = "kueue.x-k8s.io", "v1beta2"
@@ -401,12 +402,7 @@ class T2VStack:
         """SIGTERM the controller; its counters (controller_proc.py)."""
         if self.controller is None:
             return {}
-        self.controller.send_signal(signal.SIGTERM)
-        try:
-            self.controller.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.controller.kill()
-            self.controller.wait()
+        stop(self.controller, timeout=60)
         self.controller = None
         f = self.root / "controller-stats.json"
         return json.loads(f.read_text()) if f.is_file() else {}

@@ -23,6 +23,7 @@ import pytest
 
 from scripts.testcluster_lib import build
 from tests.support.net import free_port
+from tests.support.procs import stop
 
 
 @dataclass(frozen=True)
@@ -106,12 +107,7 @@ class MinioProcess:
         """Stop the server (SIGTERM, SIGKILL after 15 s); its port refuses connections afterwards."""
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc, timeout=15)
         self.proc = None
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.net import free_port, wait_http
+from tests.support.procs import stop
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,13 +36,7 @@ class Server:
         self.proc.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc, timeout=30)
 
 
 def start_server(data_dir: Path, *, env: dict[str, str] | None = None, port: int | None = None) -> Server:
