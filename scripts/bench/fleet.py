@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from scripts.bench.docsection import write_section  # noqa: E402
 from scripts.bench.kubestack import KUEUE_DIR, T2VStack, control_plane, log, pct  # noqa: E402
+from webapp.costmodel import DEFAULT_SECONDS_PER_UNIT, work_units  # noqa: E402
 
 GPUS = 8
 GPUS_PER_POD = 2  # ControllerSettings.gpus_per_pod
@@ -79,11 +80,6 @@ def fifo_docs() -> list[dict]:
     ]
 
 
-# The cost model's uncalibrated unit (webapp: ~304 s for 163 frames, 848x480, 64 steps with guidance
-# on one H100), per latent token x step x guidance pass.
-SECONDS_PER_UNIT = 304.0 / (28 * 30 * 53 * 64 * 2)
-
-
 def batch_job_docs() -> list[dict]:
     """A namespace for the kueue-batch-job setup with kueue/'s LocalQueues (the same ClusterQueues)."""
     docs: list[dict] = [{"apiVersion": "v1", "kind": "Namespace",
@@ -95,9 +91,9 @@ def batch_job_docs() -> list[dict]:
 
 
 def gpu_seconds(*, num_frames: int, width: int, height: int, steps: int, guidance: float) -> float:
-    """GPU-seconds of one video by the cost model: latent tokens x steps (x2 with guidance) x unit."""
-    tokens = ((num_frames - 1) // 6 + 1) * (height // 16) * (width // 16)
-    return tokens * steps * (2 if guidance > 1.0 else 1) * SECONDS_PER_UNIT
+    """GPU-seconds of one video by the API's uncalibrated cost model (webapp/costmodel.py)."""
+    return work_units(num_frames=num_frames, width=width, height=height, steps=steps,
+                      guidance=guidance) * DEFAULT_SECONDS_PER_UNIT
 
 
 def item_gpu_seconds(item) -> float:
