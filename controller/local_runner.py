@@ -236,7 +236,7 @@ class LocalRunner:
     def _start(self, session: Session, videos: list[Video]) -> None:
         now = time.time()
         name = f"local-{videos[0].id.removeprefix('video_')[:12]}-{videos[0].attempt + 1}"
-        claimed = [v for v in videos if crud.claim(session, video_id=v.id, job_name=name, now=now)]
+        claimed = crud.claim_unit(session, videos=videos, job_name=name, now=now)
         session.commit()
         if not claimed:
             return

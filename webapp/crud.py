@@ -8,12 +8,14 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterable
+from functools import lru_cache
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, func, select
 
 from webapp.errors import NotFound
-from webapp.models import Batch, Video, VideoEvent, waiting
+from webapp.models import WAITING_SQL, Batch, Video, VideoEvent
 from webapp.params import VideoSpec
 from webapp.status import VideoStatus, can_move
 
@@ -126,14 +128,28 @@ def transition(session: Session, *, video: Video, to: VideoStatus, reason: str, 
     return True
 
 
-def claim(session: Session, *, video_id: str, job_name: str, now: float) -> bool:
-    """Atomically take a queued, undispatched video for `job_name`; False if someone else did."""
+def claim_unit(session: Session, *, videos: list[Video], job_name: str, now: float) -> list[Video]:
+    """Atomically take the queued, undispatched ones of `videos` for `job_name` (one statement); returns
+    those taken, in the given order: a video someone else took is left out.
+
+    The taken objects get the written values (job name, attempt) from the statement's RETURNING,
+    as committed state: no reload is needed, and nothing is left for a later flush to write again.
+    """
+    ids = [v.id for v in videos]
     res = session.execute(
         sa.update(Video)
-        .where(col(Video.id) == video_id, col(Video.status) == VideoStatus.queued.value, col(Video.job_name).is_(None))
+        .where(col(Video.id).in_(ids), col(Video.status) == VideoStatus.queued.value, col(Video.job_name).is_(None))
         .values(job_name=job_name, attempt=Video.attempt + 1, updated_at=now)
+        .returning(col(Video.id), col(Video.attempt)),
+        execution_options={"synchronize_session": False},  # set below from what the database wrote
     )
-    return res.rowcount == 1
+    attempts = dict(res.all())
+    taken = [v for v in videos if v.id in attempts]
+    for v in taken:
+        set_committed_value(v, "job_name", job_name)
+        set_committed_value(v, "attempt", attempts[v.id])
+        set_committed_value(v, "updated_at", now)
+    return taken
 
 
 def unclaim(session: Session, *, video_id: str, job_name: str) -> bool:
@@ -197,17 +213,35 @@ def queue_positions(session: Session, videos: list[Video]) -> dict[str, int]:
 
 def _count_before(session: Session, priority: str, videos: list[Video], *, everything: bool = False
                   ) -> dict[str, int]:
-    """Waiting videos of `priority` older than each of `videos` (and all of them under "*")."""
-    seq = col(Video.seq)
-    counts = [func.count().filter(seq < v.seq) for v in videos] + ([func.count()] if everything else [])
-    stmt = sa.select(*counts).where(waiting(), col(Video.priority) == priority)
-    if not everything:
-        stmt = stmt.where(seq < max(v.seq or 0 for v in videos))
-    row = session.exec(stmt).one()
-    out = {v.id: n for v, n in zip(videos, row[:len(videos)], strict=True)}
+    """Waiting videos of `priority` older than each of `videos` (and all of them under "*").
+
+    One statement of range counts over the gaps between the videos' `seq`s, summed here: each
+    index entry is counted once. (One scan with a `FILTER` per video evaluated every filter on
+    every entry: 2.5x slower on PostgreSQL for a page of 20.)
+    """
+    ordered = sorted(videos, key=lambda v: v.seq or 0)
+    bounds = [v.seq or 0 for v in ordered]
+    params: dict[str, object] = {"priority": priority, **{f"s{i}": b for i, b in enumerate(bounds)}}
+    row = session.execute(_gap_counts(len(bounds), everything), params).one()
+    out, total = {}, 0
+    for video, n in zip(ordered, row, strict=False):
+        total += n
+        out[video.id] = total
     if everything:
-        out["*"] = row[-1]
+        out["*"] = total + row[-1]
     return out
+
+
+@lru_cache(maxsize=256)
+def _gap_counts(n: int, everything: bool) -> sa.TextClause:
+    """The statement of `_count_before` for `n` videos, written once: building it as an expression
+    tree on every call cost as much CPU as PostgreSQL spent running it."""
+    ranges = ["seq < :s0"] + [f"seq >= :s{i - 1} AND seq < :s{i}" for i in range(1, n)]
+    if everything:
+        ranges.append(f"seq >= :s{n - 1}" if n else "1 = 1")
+    return sa.text("SELECT " + ", ".join(
+        f"(SELECT count(*) FROM video WHERE {WAITING_SQL} AND priority = :priority AND {r})"
+        for r in (ranges if n else ranges[1:])))
 
 
 def batch_counts(session: Session, *, batch_ids: list[str]) -> dict[str, dict[str, int]]:

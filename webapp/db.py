@@ -63,10 +63,23 @@ def migrate(url: str) -> None:
     command.upgrade(cfg, "head")
 
 
+@lru_cache
+def _bind(url: str, write: bool) -> sa.Engine:
+    engine = engine_for(url)
+    if write:
+        return engine.execution_options(t2v_write=True)
+    if engine.dialect.name == "postgresql":
+        # A read runs each statement on its own: no BEGIN before it and no ROLLBACK when the session
+        # closes, two round trips of the four a status call made. The statements of one list page (its
+        # rows, then their queue positions) may then see two moments a millisecond apart.
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
+
+
 def session_for(url: str, *, write: bool = True) -> Session:
     """A new session; `expire_on_commit=False` so objects stay readable after commit.
 
-    `write=False` is for read-only work: on SQLite it begins deferred and so never waits for writers.
+    `write=False` is for read-only work: on SQLite it begins deferred and so never waits for writers;
+    on PostgreSQL it runs without a transaction.
     """
-    engine = engine_for(url)
-    return Session(engine.execution_options(t2v_write=True) if write else engine, expire_on_commit=False)
+    return Session(_bind(url, write), expire_on_commit=False)

@@ -54,7 +54,9 @@ class KubeJobApi:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            self.batch.create_namespaced_job(self.namespace, body)
+            # The answer is not turned into a V1Job (a few ms of CPU per Job in a burst); reading it
+            # gives the connection back to the pool.
+            _ = self.batch.create_namespaced_job(self.namespace, body, _preload_content=False).data
         except ApiException as e:
             if e.status == 409:
                 return False

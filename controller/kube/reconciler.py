@@ -274,31 +274,37 @@ class KubeController:
             # single videos get their own.
             return (v.batch_id or v.id, v.model, v.queue, v.priority, v.tenant)
 
-        ready: list[Callable[[], None]] = []  # claimed units' creations, made dispatch_concurrency at a time
+        # Units claimed in one transaction and then created side by side, dispatch_concurrency at a time.
+        claims: list[tuple[str, list[Video]]] = []
         for _, group in groupby(sorted(waiting, key=lambda v: (key(v), v.seq)), key=key):
             # A pass making hundreds of Jobs outlasts the Lease unless it renews as it goes, and one
             # that cannot renew must stop before another replica takes over: ask before each unit.
             if not self.is_leader():
-                return False  # units claimed and not made yet: the leader makes them (see _follow)
+                # Units claimed earlier and not made yet are the leader's to make (see _follow); the
+                # claims of this round were never committed, so those videos simply wait again.
+                session.rollback()
+                return False
             if seconds is not None and time.monotonic() - start > seconds:
-                self._make(ready)
+                self._make(self._prepare_claimed(session, claims))
                 return True  # a burst: let the loop follow what changed meanwhile, then go on
             videos = list(group)
             per_job = self.settings.items_per_pod * self.settings.batch_pods_per_job
             for unit in (videos[i:i + per_job] for i in range(0, len(videos), per_job)):
                 name = job_name(unit[0].id, unit[0].attempt + 1)
-                now = time.time()
-                claimed = [v for v in unit if crud.claim(session, video_id=v.id, job_name=name, now=now)]
-                session.commit()  # the name is on the rows before the Job exists
+                claimed = crud.claim_unit(session, videos=unit, job_name=name, now=time.time())
                 if claimed:
-                    for v in claimed:  # claim() wrote job_name and attempt behind the ORM's back
-                        session.expire(v)  # (not expire_all: hundreds of rows per unit made a burst O(n^2))
-                    ready.append(self._prepare(session, name, claimed))
-                if len(ready) >= self.settings.dispatch_concurrency:
-                    self._make(ready)
-                    ready = []
-        self._make(ready)
+                    claims.append((name, claimed))
+                if len(claims) >= self.settings.dispatch_concurrency:
+                    self._make(self._prepare_claimed(session, claims))
+                    claims = []
+        self._make(self._prepare_claimed(session, claims))
         return False
+
+    def _prepare_claimed(self, session: Session, claims: list[tuple[str, list[Video]]]
+                         ) -> list[Callable[[], None]]:
+        """Commit the claims (the names are on the rows before any Job exists), then prepare the Jobs."""
+        session.commit()
+        return [self._prepare(session, name, videos) for name, videos in claims]
 
     def _make(self, ready: list[Callable[[], None]]) -> None:
         """Run prepared creations: one by one, or side by side when dispatch_concurrency > 1."""

@@ -135,7 +135,8 @@ def test_claimed_but_never_started_video_is_recovered(api: TestClient, make_runn
 
     vid = submit(api)
     with session_for(run_settings.db_url) as s:
-        assert crud.claim(s, video_id=vid, job_name="local-crashed-1", now=time.time())
+        assert crud.claim_unit(s, videos=[crud.get_video(s, video_id=vid, tenant=None)], job_name="local-crashed-1",
+                               now=time.time())
         s.commit()
     done = drive(make_runner(), api, [vid])[0]
     assert done["status"] == "completed"

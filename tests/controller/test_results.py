@@ -19,8 +19,8 @@ def test_a_video_that_gives_up_leaves_no_files_behind(api: TestClient, run_setti
     store = api.app.state.store
     vid = api.post("/v1/videos", json={"prompt": "p", "model": "tiny"}).json()["id"]
     with session_for(run_settings.db_url) as s:
-        assert crud.claim(s, video_id=vid, job_name="job-1", now=0)
         video = s.exec(select(Video).where(Video.id == vid)).one()
+        assert crud.claim_unit(s, videos=[video], job_name="job-1", now=0) == [video]
         crud.transition(s, video=video, to=VideoStatus.in_progress, reason="running")
         s.commit()
         keys = video_keys(vid)
