@@ -295,12 +295,35 @@ def analyse(stack: T2VStack, t0: float, speedup: float) -> dict:
                          for j in jobs.values()),
         "evicted_jobs": sum(1 for j in jobs.values()
                             if any(not a and b for (_, a), (_, b) in zip(j.suspends, j.suspends[1:]))),
-        "short_wait": {"p50": pct(short_waits, 50), "p95": pct(short_waits, 95),
-                       "max": max(short_waits) if short_waits else None, "n": len(short_waits)},
+        "short_wait": _summary(short_waits),
         "short_wait_parts": {k: {"p50": pct(x, 50), "p95": pct(x, 95), "max": max(x) if x else None}
                              for k, x in parts.items()},
         "long_item_seconds": round(long_item, 2),
+        "eviction_gaps": eviction_gaps(jobs, pods),
     }
+
+
+def _summary(x: list[float]) -> dict:
+    return {"p50": pct(x, 50), "p95": pct(x, 95), "max": max(x) if x else None, "n": len(x)}
+
+
+def eviction_gaps(jobs: dict, pods: list) -> dict:
+    """How long a preempted pod's GPUs stand idle: Kueue suspends the victim's Job -> its pod has ended
+    (Job controller, the stand-in as kubelet) -> the next pod on the node is Running (Kueue frees the
+    quota and admits the preemptor, the Job controller makes its pod, the scheduler, kwok)."""
+    to_ended, to_next = [], []
+    starts = sorted(p.running for p in pods if p.running)
+    for p in pods:
+        if not (p.running and p.ended) or p.phase == "Succeeded":
+            continue
+        j = jobs.get(p.job)
+        suspended = max((t for t, susp in (j.suspends if j else []) if susp and t <= p.ended), default=None)
+        if suspended is not None and suspended >= p.running:
+            to_ended.append(p.ended - suspended)
+        later = next((t for t in starts if t >= p.ended), None)
+        if later is not None:
+            to_next.append(later - p.ended)
+    return {"suspended_to_pod_ended": _summary(to_ended), "pod_ended_to_next_running": _summary(to_next)}
 
 
 def fmt(x: float | None) -> str:
