@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 
 import anyio
 import sqlalchemy as sa
@@ -117,13 +116,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         log.exception("unhandled error", extra={"path": request.url.path})
         return _error(500, "internal error; the server log has the details", type_="server_error")
 
-    @app.middleware("http")
-    async def _metrics(request: Request, call_next):  # noqa: ANN001, ANN202
-        started = time.perf_counter()
-        response = await call_next(request)
-        health.observe(request, response.status_code, started)
-        return response
-
+    app.add_middleware(health.MetricsMiddleware)
     app.include_router(health.router)
     app.include_router(videos.router)
     app.include_router(batches.router)

@@ -170,8 +170,12 @@ def events(session: Session, *, video_id: str) -> list[VideoEvent]:
 
 def page(session: Session, model: type, *, tenant: str | None, after: str | None, limit: int, order: str,
          filters: Iterable = ()) -> tuple[list, bool]:
-    """Keyset pagination over `seq`: stable while rows are inserted; returns (rows, has_more)."""
-    stmt = select(model)
+    """Keyset pagination over `seq`: stable while rows are inserted; returns (rows, has_more).
+
+    The rows are read-only table rows (attribute access by column name), not ORM objects: a page
+    is only shown, and building 20 tracked objects was a fifth of a list call's CPU.
+    """
+    stmt = sa.select(*model.__table__.columns)
     if tenant is not None:
         stmt = stmt.where(model.tenant == tenant)
     for f in filters:
@@ -183,7 +187,7 @@ def page(session: Session, model: type, *, tenant: str | None, after: str | None
                            code="cursor_not_found")
         stmt = stmt.where(model.seq < cursor if order == "desc" else model.seq > cursor)
     stmt = stmt.order_by(model.seq.desc() if order == "desc" else model.seq.asc()).limit(limit + 1)
-    rows = list(session.exec(stmt))
+    rows = list(session.execute(stmt))
     return rows[:limit], len(rows) > limit
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -22,29 +22,36 @@ async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-async def _db_slot(request: Request) -> AsyncIterator[None]:
+async def _session(request: Request) -> AsyncIterator[Session]:
     # Admission to the connection pool: at most db_pool_size requests hold a session, the rest
     # wait here in order, on the event loop, without a worker thread. Without it, requests whose
     # session still held a connection waited for a worker thread (FastAPI validates a sync route's
     # response on one) while every worker thread waited for a connection: a deadlock that only the
     # pool timeout broke (measured with 200 clients on two replicas, docs/reliability.md).
     async with request.app.state.db_slots:
-        yield
-
-
-def _session(request: Request, _slot: Annotated[None, Depends(_db_slot, scope="function")]) -> Iterator[Session]:
-    # GET and HEAD only read: their SQLite transactions begin deferred and never wait for writers.
-    write = request.method not in ("GET", "HEAD")
-    session = session_for(request.app.state.settings.db_url, write=write)
-    try:
-        yield session
-    finally:
+        # GET and HEAD only read: their SQLite transactions begin deferred and never wait for writers,
+        # and on PostgreSQL they run without a transaction (webapp/db.py).
+        write = request.method not in ("GET", "HEAD")
+        # A Session does no I/O until its first statement (in the route's worker thread), so it is
+        # made here, and given back here when that needs no I/O either: a worker thread for each
+        # end cost two thread hand-offs per request, a fifth of a status call's CPU.
+        session = session_for(request.app.state.settings.db_url, write=write)
         try:
-            session.close()
-        except sa.exc.DBAPIError:
-            # The connection died under us (database restart); the pool drops it. The answer is
-            # already decided, so failing here would only cut the client's connection.
-            pass
+            yield session
+        finally:
+            if write and session.in_transaction():
+                await run_in_threadpool(_close, session)  # a write not committed: its ROLLBACK may wait
+            else:
+                _close(session)  # a read (ROLLBACK of a deferred SQLite read, or none) or nothing open
+
+
+def _close(session: Session) -> None:
+    try:
+        session.close()
+    except sa.exc.DBAPIError:
+        # The connection died under us (database restart); the pool drops it. The answer is
+        # already decided, so failing here would only cut the client's connection.
+        pass
 
 
 async def _store(request: Request) -> ObjectStore:

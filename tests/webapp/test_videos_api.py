@@ -150,7 +150,12 @@ def test_health_ready_metrics_openapi(client: TestClient) -> None:
     create(client)
     metrics = client.get("/metrics").text
     assert 't2v_videos{status="queued"} 1.0' in metrics
-    assert "t2v_http_requests_total" in metrics
+    # Counted by route template and status, the request's own method.
+    assert 't2v_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in metrics
+    assert 't2v_http_requests_total{method="POST",route="/v1/videos",status="200"} 1.0' in metrics
+    client.get("/v1/videos/video_doesnotexist")
+    assert ('t2v_http_requests_total{method="GET",route="/v1/videos/{video_id}",status="404"} 1.0'
+            in client.get("/metrics").text)
     spec = client.get("/openapi.json").json()
     for path in ("/v1/videos", "/v1/videos/{video_id}", "/v1/videos/{video_id}/content",
                  "/v1/videos/{video_id}/cancel", "/v1/batches", "/v1/batches/{batch_id}/cancel"):

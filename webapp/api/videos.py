@@ -73,7 +73,7 @@ def list_videos(session: SessionDep, caller: CallerDep,
                 limit: Annotated[int, Query(ge=1, le=100)] = 20,
                 order: Literal["asc", "desc"] = "desc",
                 status: VideoStatus | None = None,
-                batch_id: Annotated[str | None, Query(max_length=64)] = None) -> VideoList:
+                batch_id: Annotated[str | None, Query(max_length=64)] = None) -> Response:
     """A page of videos, newest first by default; `after` is the last id of the previous page."""
     filters = []
     if status is not None:
@@ -83,15 +83,15 @@ def list_videos(session: SessionDep, caller: CallerDep,
     rows, more = crud.page(session, Video, tenant=caller.scope, after=after, limit=limit, order=order,
                            filters=filters)
     data = presenters.videos_public(session, rows)
-    return VideoList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
-                     has_more=more)
+    return presenters.json_response(VideoList(data=data, first_id=data[0].id if data else None,
+                                              last_id=data[-1].id if data else None, has_more=more))
 
 
 @router.get("/{video_id}", response_model=VideoPublic, responses=ERRORS, summary="Retrieve a video")
-def get_video(video_id: str, session: SessionDep, caller: CallerDep) -> VideoPublic:
+def get_video(video_id: str, session: SessionDep, caller: CallerDep) -> Response:
     """One video's status and details."""
     video = crud.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
-    return presenters.videos_public(session, [video])[0]
+    return presenters.json_response(presenters.videos_public(session, [video])[0])
 
 
 @router.get("/{video_id}/events", responses=ERRORS, summary="Status history of a video")
