@@ -41,7 +41,8 @@ def video_public(video: Video, *, position: int | None = None, units: dict[str, 
 
 
 def videos_public(session: Session, videos: list[Video]) -> list[VideoPublic]:
-    """Many video objects, with queue positions looked up together."""
+    """Many video objects, with queue positions looked up together; `videos` may be ORM objects or
+    table rows of `video` (`crud.page`)."""
     positions = crud.queue_positions(session, videos)
     units = units_by_model(session)
     return [video_public(v, position=positions.get(v.id), units=units) for v in videos]
