@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from webapp.app import create_app
+
 
 def create(client: TestClient, **body) -> dict:
     r = client.post("/v1/videos", json={"prompt": "a red fox in snow", **body})
@@ -160,6 +162,19 @@ def test_health_ready_metrics_openapi(client: TestClient) -> None:
     for path in ("/v1/videos", "/v1/videos/{video_id}", "/v1/videos/{video_id}/content",
                  "/v1/videos/{video_id}/cancel", "/v1/batches", "/v1/batches/{batch_id}/cancel"):
         assert path in spec["paths"], path
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_request_that_fails_unexpectedly_is_counted_as_the_500_it_becomes(settings) -> None:  # noqa: ANN001
+    app = create_app(settings)
+
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/v1/boom", boom)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        assert c.get("/v1/boom").status_code == 500
+        assert 't2v_http_requests_total{method="GET",route="/v1/boom",status="500"} 1.0' in c.get("/metrics").text
 
 
 def test_unknown_route_has_error_body(client: TestClient) -> None:
