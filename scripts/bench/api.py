@@ -169,7 +169,8 @@ def run(db: str, rows: int, n: int, concurrency: int, rounds: int) -> dict:
 
 def table(res: dict) -> str:
     lines = [f"{res['db']}, {res['rows']:,} videos, {res['requests_per_case']} requests per case at concurrency "
-             f"{res['concurrency']}, reads in {res.get('rounds', 1)} interleaved rounds; 1,000-row CSV accepted in {res['csv_1000_rows_seconds']} s", "",
+             f"{res['concurrency']}, reads in {res.get('rounds', 1)} interleaved rounds; 1,000-row CSV accepted in "
+             f"{res['csv_1000_rows_seconds']} s", "",
              "| request | p50 ms | p99 ms | p50 / no-op | p99 / no-op | req/s |", "|---|---|---|---|---|---|"]
     for name, r in res["cases"].items():
         lines.append(f"| {name} | {r['p50_ms']} | {r['p99_ms']} | {r['p50_ratio']} | {r['p99_ratio']} | "

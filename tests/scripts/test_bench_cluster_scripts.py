@@ -57,6 +57,21 @@ def test_fleet_busy_time_counts_only_inside_the_waiting_windows_and_caps_at_8_gp
     assert fleet._merge([(0, 2), (1, 3), (5, 6), (7, 7)]) == [(0, 3), (5, 6)]
 
 
+def test_fleet_eviction_gaps_follow_a_preempted_pod_to_the_next_pod_running() -> None:
+    from scripts.bench.kubestack import JobSeen, PodSeen
+
+    jobs = {"victim": JobSeen(videos=["v1"], created=0.0, suspends=[(0.0, True), (2.0, False), (10.0, True)]),
+            "short": JobSeen(videos=["v2"], created=9.0, suspends=[(9.0, True), (11.0, False)])}
+    pods = [PodSeen(job="victim", index=0, created=2.0, running=3.0, ended=10.25, phase="Failed", gpus=2),
+            PodSeen(job="short", index=0, created=11.0, running=11.5, ended=14.0, phase="Succeeded", gpus=2),
+            PodSeen(job="victim", index=0, created=14.0, running=15.0, ended=20.0, phase="Succeeded", gpus=2)]
+    gaps = fleet.eviction_gaps(jobs, pods)
+    # Only the killed pod counts: suspended at 10 -> ended at 10.25 -> the short pod Running at 11.5.
+    assert gaps["suspended_to_pod_ended"]["n"] == gaps["pod_ended_to_next_running"]["n"] == 1
+    assert gaps["suspended_to_pod_ended"]["p50"] == pytest.approx(0.25)
+    assert gaps["pod_ended_to_next_running"]["p50"] == pytest.approx(1.25)
+
+
 def test_cluster_summary_splits_stages_and_ours() -> None:
     rec = {"status": "completed", "submitted": 0.0, "job_created": 0.5, "admitted": 10.5, "pod_running": 11.0,
            "pod_ended": 12.0, "job_finished": 12.5, "db_completed": 12.6, "job_active": 10.8,
