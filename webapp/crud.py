@@ -240,12 +240,11 @@ def _count_before(session: Session, priority: str, videos: list[Video], *, every
 def _gap_counts(n: int, everything: bool) -> sa.TextClause:
     """The statement of `_count_before` for `n` videos, written once: building it as an expression
     tree on every call cost as much CPU as PostgreSQL spent running it."""
-    ranges = ["seq < :s0"] + [f"seq >= :s{i - 1} AND seq < :s{i}" for i in range(1, n)]
+    ranges = [f"seq >= :s{i - 1} AND seq < :s{i}" if i else "seq < :s0" for i in range(n)]
     if everything:
         ranges.append(f"seq >= :s{n - 1}" if n else "1 = 1")
     return sa.text("SELECT " + ", ".join(
-        f"(SELECT count(*) FROM video WHERE {WAITING_SQL} AND priority = :priority AND {r})"
-        for r in (ranges if n else ranges[1:])))
+        f"(SELECT count(*) FROM video WHERE {WAITING_SQL} AND priority = :priority AND {r})" for r in ranges))
 
 
 def batch_counts(session: Session, *, batch_ids: list[str]) -> dict[str, dict[str, int]]:

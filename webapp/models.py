@@ -14,13 +14,8 @@ from sqlmodel import Field, SQLModel
 from webapp.status import VideoStatus
 
 # Queued and not yet given to a job: the predicate of the partial index `ix_video_waiting`. Queries
-# must spell it as literal SQL (`waiting()`), not bound parameters, for the planners to use that index.
+# must spell it as this literal SQL, not bound parameters, for the planners to use that index.
 WAITING_SQL = "status = 'queued' AND job_name IS NULL"
-
-
-def waiting() -> sa.TextClause:
-    """The WHERE term for waiting videos that matches `ix_video_waiting`."""
-    return sa.text(WAITING_SQL)
 
 
 class Video(SQLModel, table=True):

@@ -296,8 +296,7 @@ def analyse(stack: T2VStack, t0: float, speedup: float) -> dict:
         "evicted_jobs": sum(1 for j in jobs.values()
                             if any(not a and b for (_, a), (_, b) in zip(j.suspends, j.suspends[1:]))),
         "short_wait": _summary(short_waits),
-        "short_wait_parts": {k: {"p50": pct(x, 50), "p95": pct(x, 95), "max": max(x) if x else None}
-                             for k, x in parts.items()},
+        "short_wait_parts": {k: _summary(x) for k, x in parts.items()},
         "long_item_seconds": round(long_item, 2),
         "eviction_gaps": eviction_gaps(jobs, pods),
     }
