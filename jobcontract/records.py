@@ -4,7 +4,9 @@ A job pod reads one dispatch manifest from object storage, takes the items whose
 `index` equals its `JOB_COMPLETION_INDEX`, and writes per item: the MP4, a
 thumbnail, a progress record while it runs and a result record last. The result
 record is written only after the video is uploaded, so its presence means the
-item is finished; pods skip items whose final result exists.
+item is finished; pods skip items whose final result exists. A pod stopped by
+SIGTERM (Kueue preemption, a node drain) saves the latents of its denoising step
+as a checkpoint and exits 143; the next pod for that item resumes from it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class ExitCode(IntEnum):
 
     OK = 0  # every item has a final result (some may be failed for bad input)
     RETRYABLE = 75  # EX_TEMPFAIL: an item hit OOM, storage or node trouble; a retry may help
+    STOPPED = 143  # 128 + SIGTERM, what a process killed by it reports: stopped, its denoising checkpointed
     BAD_ITEM = 42  # an item is invalid; do not retry this index (its result says why)
     BAD_SETUP = 78  # EX_CONFIG: model folder missing or incomplete, bad manifest; retrying won't help
 
@@ -38,6 +41,7 @@ def video_keys(video_id: str) -> dict[str, str]:
         "thumbnail": f"{base}/thumbnail.jpg",
         "progress": f"{base}/progress.json",
         "result": f"{base}/result.json",
+        "checkpoint": f"{base}/checkpoint.pt",  # a stopped item's latents; gone once the result is written
     }
 
 

@@ -5,6 +5,11 @@ finished items; 3. check every item (numbers, then T5 token counts with the mode
 tokenizer) before any weight is loaded; 4. load one pipeline per device; 5. generate:
 one item per device when there are several, split guidance over two devices when
 there is one; 6. encode, upload the MP4 and thumbnail, write the result last.
+
+SIGTERM (Kueue preempting the pod, a node drain) before generation starts ends the
+process at once, as the default handler would; during generation each device finishes
+its denoising step, saves the item's checkpoint (jobimage/checkpoint.py) and takes no
+new item, videos already generated are published, and the exit code is 143.
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ import hashlib
 import os
 import queue
 import random
+import signal
 import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +32,7 @@ from typing import TypeVar
 from jobcontract.errors import ContractError, ManifestError, ObjectNotFound, StorageError, StorageUnavailable
 from jobcontract.records import ExitCode, Item, Progress, Result, read_manifest, write_progress, write_result
 from jobcontract.storage import ObjectStore, open_store
-from jobimage import log
+from jobimage import checkpoint, log
 from jobimage.errors import JobImageError, SetupError, ValidationError
 from jobimage.model_folder import check_model_folder, model_path
 from jobimage.validate import check_item
@@ -126,13 +132,20 @@ class Outcome:
     """What happened to the items of this run; decides the exit code."""
 
     results: dict[str, Result] = field(default_factory=dict)
+    stopped: list[str] = field(default_factory=list)  # items left unfinished because the pod was told to stop
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, result: Result) -> None:
         with self.lock:
             self.results[result.video_id] = result
 
+    def add_stopped(self, item: Item) -> None:
+        with self.lock:
+            self.stopped.append(item.video_id)
+
     def exit_code(self) -> ExitCode:
+        if self.stopped:
+            return ExitCode.STOPPED
         results = list(self.results.values())
         if any(r.status != "succeeded" and r.retryable for r in results):
             return ExitCode.RETRYABLE
@@ -187,22 +200,28 @@ def _already_final(store: ObjectStore, item: Item) -> bool:
 
 
 def generate_item(store: ObjectStore, item: Item, workers: list, load_seconds: float,
-                  retry: UploadRetry | None = None) -> Result | Published:
-    """The GPU part of an item (text encode, denoise, decode); a failed Result if it fails."""
+                  retry: UploadRetry | None = None, stop: threading.Event | None = None) -> Result | Published | None:
+    """The GPU part of an item (text encode, denoise, decode); a failed Result if it fails, None if
+    `stop` was set while it denoised (its checkpoint is then saved)."""
     import torch
 
     from jobimage.generate import free_memory, generate
 
     run = ItemRun(store, item, retry)
     devices = [str(w.device) for w in workers]
+    resume = checkpoint.load(store, item)
     logger.info("item started", extra=log.kv(video_id=item.video_id, devices=devices, frames=item.num_frames,
-                                             size=f"{item.width}x{item.height}", steps=item.num_inference_steps))
+                                             size=f"{item.width}x{item.height}", steps=item.num_inference_steps,
+                                             from_step=resume.step if resume else 0))
     gpu = workers[0].gpu if len(workers) == 1 else f"{len(workers)} x {workers[0].gpu}"
     timings = {"load": round(load_seconds, 3)}
     try:
-        video = generate(item, workers, run.progress)
+        video = generate(item, workers, run.progress, resume=resume, stop=stop)
         timings.update({k: round(v, 3) for k, v in video.timings.items()})
         return Published(run=run, video=video, timings=timings, gpu=gpu)
+    except checkpoint.Stopped as e:
+        save_checkpoint(store, item, e.checkpoint)
+        return None
     except torch.OutOfMemoryError as e:
         oom = f"out of GPU memory on {devices}: {str(e).splitlines()[0] if str(e) else 'no detail'}"
     except StorageUnavailable as e:
@@ -254,6 +273,7 @@ class Published:
                             num_frames=frames, width=width, height=height, fps=item.fps)
             # Last: its presence means the outputs are complete.
             retry.call("write the result", lambda: write_result(run.store, item, result), video_id=vid)
+            checkpoint.discard(run.store, item)
             logger.info("item done", extra=log.kv(video_id=item.video_id, timings=timings, bytes=len(data)))
             return result
         except StorageUnavailable as e:
@@ -265,11 +285,24 @@ class Published:
             return run.fail("internal_error", f"{type(e).__name__}: {e}", retryable=True, timings=timings, gpu=gpu)
 
 
+def save_checkpoint(store: ObjectStore, item: Item, saved: checkpoint.Checkpoint) -> None:
+    """Store a stopped item's checkpoint, once: the grace period leaves no time for retries."""
+    t0 = time.perf_counter()
+    try:
+        checkpoint.save(store, item, saved)
+    except StorageError as e:  # the item starts over next time, as it did before checkpoints
+        logger.error("checkpoint not saved", extra=log.kv(video_id=item.video_id, step=saved.step, error=str(e)))
+        return
+    logger.info("item stopped, checkpoint saved", extra=log.kv(
+        video_id=item.video_id, step=saved.step, of=item.num_inference_steps,
+        seconds=round(time.perf_counter() - t0, 3)))
+
+
 def process_item(store: ObjectStore, item: Item, workers: list, load_seconds: float,
-                 retry: UploadRetry | None = None) -> Result:
+                 retry: UploadRetry | None = None) -> Result | None:
     """Generate, encode, upload and record one item; never raises for an item-level failure."""
     done = generate_item(store, item, workers, load_seconds, retry)
-    return done if isinstance(done, Result) else done.publish()
+    return done if done is None or isinstance(done, Result) else done.publish()
 
 
 def plan(items: list[Item], workers: list) -> tuple[list[Item], Item | None]:
@@ -284,13 +317,29 @@ def plan(items: list[Item], workers: list) -> tuple[list[Item], Item | None]:
     return items, None
 
 
+def join(futures: list[Future], poll_s: float = 0.1) -> None:
+    """Wait for `futures` in short slices, then raise the first one's error, if any.
+
+    The kernel may deliver the pod's SIGTERM to any thread, and Python runs the handler
+    only when the main thread runs Python code: a main thread blocked in one long wait
+    would hear it only after every item had finished.
+    """
+    pending = set(futures)
+    while pending:
+        _, pending = wait(pending, timeout=poll_s)
+    for f in futures:
+        f.result()
+
+
 def run_items(store: ObjectStore, items: list[Item], workers: list, load_seconds: float, outcome: Outcome,
-              retry: UploadRetry | None = None) -> None:
+              retry: UploadRetry | None = None, stop: threading.Event | None = None) -> None:
     """Queue items over the devices (one each at a time), then the leftover item over two devices.
 
     Encoding and upload run on a separate thread, so a GPU starts its next item while
-    the previous one's MP4 is being written.
+    the previous one's MP4 is being written. Once `stop` is set no item starts, items
+    denoising save their checkpoints, and what was generated is still published.
     """
+    stop = stop or threading.Event()
     queued, split = plan(items, workers)
     todo: queue.Queue[Item] = queue.Queue()
     for item in queued:
@@ -299,8 +348,13 @@ def run_items(store: ObjectStore, items: list[Item], workers: list, load_seconds
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="publish") as publisher:
         def start(item: Item, used: list) -> None:
-            done = generate_item(store, item, used, load_seconds, retry)
-            if isinstance(done, Result):
+            if stop.is_set():
+                outcome.add_stopped(item)
+                return
+            done = generate_item(store, item, used, load_seconds, retry, stop)
+            if done is None:
+                outcome.add_stopped(item)
+            elif isinstance(done, Result):
                 outcome.add(done)
             else:
                 publishing.append(publisher.submit(done.publish))
@@ -314,16 +368,36 @@ def run_items(store: ObjectStore, items: list[Item], workers: list, load_seconds
                 start(item, [worker])
 
         if queued:
-            for f in [w.executor.submit(drain, w) for w in workers]:
-                f.result()
+            join([w.executor.submit(drain, w) for w in workers])
         if split is not None:
             start(split, workers[:2])
         for f in publishing:
             outcome.add(f.result())
 
 
-def run(settings: Settings) -> ExitCode:
+class Terminated(BaseException):
+    """SIGTERM while no item is generating: the process ends now (a BaseException, so no
+    `except Exception` on the way turns it into an item failure)."""
+
+
+class StopSignal:
+    """The SIGTERM handler: sets `event`; raises `Terminated` unless items are generating, since
+    those stop at their next step boundary and save their checkpoints (the handler runs in the
+    main thread, which during generation only waits on the devices' threads)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.generating = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.event.set()  # nothing else here: a handler that logs could re-enter a log call it interrupted
+        if not self.generating:
+            raise Terminated
+
+
+def run(settings: Settings, stop: StopSignal | None = None) -> ExitCode:
     """Process this pod's items; return the exit code."""
+    stop = stop or StopSignal()
     # 1. Manifest.
     store = open_store(settings.storage_url)
     manifest = read_manifest(store, settings.manifest_key)
@@ -360,6 +434,10 @@ def run(settings: Settings) -> ExitCode:
                 runnable.append(item)
         if not runnable:
             continue
+        if stop.event.is_set():  # told to stop while another model's items ran
+            for item in runnable:
+                outcome.add_stopped(item)
+            continue
 
         # 4. Load once per device, 5-6. generate and publish.
         from jobimage.generate import free_memory, load_workers, parse_devices
@@ -373,15 +451,18 @@ def run(settings: Settings) -> ExitCode:
         logger.info("model loaded", extra=log.kv(model=name, devices=[str(d) for d in devices],
                                                  gpu=workers[0].gpu, seconds=round(load_seconds, 2)))
         try:
-            run_items(store, runnable, workers, load_seconds, outcome, settings.upload_retry)
+            stop.generating = True
+            run_items(store, runnable, workers, load_seconds, outcome, settings.upload_retry, stop.event)
         finally:
+            stop.generating = False
             for w in workers:
                 w.close()
             del workers
             free_memory()
     code = outcome.exit_code()
     logger.info("job finished", extra=log.kv(exit_code=int(code), items=len(mine), skipped=len(mine) - len(pending),
-                                             failed=sum(r.status != "succeeded" for r in outcome.results.values())))
+                                             failed=sum(r.status != "succeeded" for r in outcome.results.values()),
+                                             stopped=len(outcome.stopped)))
     return code
 
 
@@ -390,8 +471,13 @@ def main(env: Mapping[str, str] | None = None) -> int:
     log.setup()
     env = os.environ if env is None else env
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from T2V_MODEL_DIR only, never the network
+    stop = StopSignal()
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        return int(run(Settings.from_env(env)))
+        return int(run(Settings.from_env(env), stop))
+    except Terminated:
+        logger.warning("SIGTERM before any item was generating: stopped")
+        return int(ExitCode.STOPPED)
     except SetupError as e:
         print(f"t2v job: {e}", file=sys.stderr)
         logger.error("setup error", extra=log.kv(error=str(e)))
@@ -418,3 +504,5 @@ def main(env: Mapping[str, str] | None = None) -> int:
         except ImportError:
             pass
         return int(ExitCode.RETRYABLE)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

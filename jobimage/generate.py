@@ -9,6 +9,7 @@ each denoising step reports progress.
 from __future__ import annotations
 
 import gc
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -21,6 +22,7 @@ import torch
 
 from jobcontract.records import Item
 from jobimage.attention import install_attention
+from jobimage.checkpoint import Checkpoint, Stopped
 from jobimage.errors import SetupError
 from jobimage.limits import MAX_SEQUENCE_LENGTH
 
@@ -155,11 +157,14 @@ def _predict(worker: Worker, latents: torch.Tensor, embeds: torch.Tensor, mask: 
 
 
 def denoise(item: Item, workers: list[Worker], on_progress: ProgressFn | None = None,
-            timings: dict[str, float] | None = None) -> torch.Tensor:
+            timings: dict[str, float] | None = None, *, resume: Checkpoint | None = None,
+            stop: threading.Event | None = None) -> torch.Tensor:
     """Text encoding and the denoising loop; returns latents on the first worker's device.
 
     With guidance and two workers, the conditional branch runs on the first and the
     unconditional on the second, at the same time, combined each step on the first.
+    `resume` continues from a checkpoint's step and latents; when `stop` is set, the loop
+    ends after the step in flight and raises `Stopped` with the latents to save.
     """
     from diffusers.pipelines.mochi.pipeline_mochi import linear_quadratic_schedule, retrieve_timesteps
 
@@ -199,13 +204,21 @@ def denoise(item: Item, workers: list[Worker], on_progress: ProgressFn | None = 
     sigmas = np.array(linear_quadratic_schedule(n, 0.025))
     scheduler = pipe.scheduler
     timesteps, _ = retrieve_timesteps(scheduler, n, main.device, None, sigmas)
-    scheduler.set_begin_index(0)
+    begin = 0
+    if resume is not None and resume.latents.shape == latents.shape:
+        begin, latents = resume.step, resume.latents.to(main.device, latents.dtype)
+    elif resume is not None:
+        warnings.warn(f"checkpoint latents {tuple(resume.latents.shape)} do not fit {tuple(latents.shape)}: "
+                      "starting over", RuntimeWarning, stacklevel=2)
+    scheduler.set_begin_index(begin)
+    if begin:  # the denoise time below covers only the steps from `begin` on
+        timings["resumed_at_step"] = begin
 
     # 4. Denoising loop; guidance and the scheduler step run in fp32 like the pipeline.
-    on_progress("denoising", 0, n)
+    on_progress("denoising", begin, n)
     t0 = time.perf_counter()
     with torch.no_grad():
-        for i, t in enumerate(timesteps):
+        for i, t in enumerate(timesteps[begin:], start=begin):
             if split:
                 assert other is not None
                 uncond_future = other.executor.submit(_predict, other, latents, neg_embeds, neg_mask, t)
@@ -220,6 +233,8 @@ def denoise(item: Item, workers: list[Worker], on_progress: ProgressFn | None = 
                 noise = _predict(main, latents, embeds, mask, t).float()
             latents = scheduler.step(noise, t, latents.to(torch.float32), return_dict=False)[0].to(embeds.dtype)
             on_progress("denoising", i + 1, n)
+            if stop is not None and stop.is_set():
+                raise Stopped(Checkpoint(step=i + 1, latents=latents.cpu()))
     _sync(main.device)
     timings["denoise"] = time.perf_counter() - t0
     return latents
@@ -243,10 +258,11 @@ def decode(worker: Worker, latents: torch.Tensor) -> np.ndarray:
     return frames.cpu().numpy()
 
 
-def generate(item: Item, workers: list[Worker], on_progress: ProgressFn | None = None) -> Video:
-    """Make one item's frames on `workers` (one device, or two for split guidance)."""
+def generate(item: Item, workers: list[Worker], on_progress: ProgressFn | None = None, *,
+             resume: Checkpoint | None = None, stop: threading.Event | None = None) -> Video:
+    """Make one item's frames on `workers` (one device, or two for split guidance); see `denoise`."""
     timings: dict[str, float] = {}
-    latents = denoise(item, workers, on_progress, timings)
+    latents = denoise(item, workers, on_progress, timings, resume=resume, stop=stop)
     if on_progress:
         on_progress("decoding", item.num_inference_steps, item.num_inference_steps)
     t0 = time.perf_counter()

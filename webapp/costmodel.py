@@ -35,8 +35,9 @@ def work_units(*, num_frames: int, width: int, height: int, steps: int, guidance
 
 
 def gpu_seconds(timings: dict | None) -> float | None:
-    """The GPU part of one finished run, from the job's timings; None if it did not report them."""
-    if not timings or "denoise" not in timings:
+    """The GPU part of one finished run, from the job's timings; None if it did not report them
+    or resumed from a checkpoint (its denoise time is then for part of the steps)."""
+    if not timings or "denoise" not in timings or timings.get("resumed_at_step"):
         return None
     return sum(float(timings.get(k) or 0.0) for k in GPU_STAGES)
 

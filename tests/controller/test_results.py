@@ -26,6 +26,7 @@ def test_a_video_that_gives_up_leaves_no_files_behind(api: TestClient, run_setti
         keys = video_keys(vid)
         store.put_bytes(keys["video"], b"\x00\x00\x00\x18ftypmp42")  # the upload got through, the result did not
         store.put_bytes(keys["progress"], b'{"percent": 100}')
+        store.put_bytes(keys["checkpoint"], b"latents of a stopped run")  # no use for a video that failed
         outcome = settle(s, store=store, video=video, exit_reason="exit 75", retry_allowed=True, max_attempts=1)
         s.commit()
     assert outcome == "failed"

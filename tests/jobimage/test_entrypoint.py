@@ -99,10 +99,10 @@ def test_oom_on_one_item_is_retryable_and_others_finish(store, model_dir, monkey
 
     real = gen.generate
 
-    def flaky(item, workers, on_progress=None):
+    def flaky(item, workers, on_progress=None, **kw):
         if item.video_id == "oom":
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-        return real(item, workers, on_progress)
+        return real(item, workers, on_progress, **kw)
 
     monkeypatch.setattr(gen, "generate", flaky)
     items = [make_item(video_id="oom"), make_item(video_id="fine"), make_item(video_id="bad", guidance_scale=99.0)]
@@ -119,9 +119,9 @@ def test_single_item_splits_guidance_over_two_devices(store, model_dir, monkeypa
     used = []
     real = gen.generate
 
-    def spy(item, workers, on_progress=None):
+    def spy(item, workers, on_progress=None, **kw):
         used.append([str(w.device) for w in workers])
-        return real(item, workers, on_progress)
+        return real(item, workers, on_progress, **kw)
 
     monkeypatch.setattr(gen, "generate", spy)
     assert main(job_env(store, model_dir, [make_item(video_id="solo")], devices="cpu,cpu")) == ExitCode.OK
@@ -146,9 +146,9 @@ def test_three_items_on_two_devices_pair_then_split(store, model_dir, monkeypatc
     used = {}
     real = gen.generate
 
-    def spy(item, workers, on_progress=None):
+    def spy(item, workers, on_progress=None, **kw):
         used[item.video_id] = len(workers)
-        return real(item, workers, on_progress)
+        return real(item, workers, on_progress, **kw)
 
     monkeypatch.setattr(gen, "generate", spy)
     items = [make_item(video_id=v, num_inference_steps=2) for v in ("a", "b", "c")]

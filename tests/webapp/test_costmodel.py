@@ -25,9 +25,10 @@ def units(body: dict) -> int:
                                 steps=body["num_inference_steps"], guidance=body["guidance_scale"])
 
 
-def finish(settings: Settings, video_id: str, *, denoise: float) -> None:
+def finish(settings: Settings, video_id: str, *, denoise: float, resumed_at_step: int = 0) -> None:
     """Mark a video completed with the timings a job reports (the GPU cannot run here)."""
-    timings = '{"text_encode": 0.5, "denoise": %s, "decode": 0.5, "encode": 3.0, "upload": 9.0}' % denoise
+    timings = '{"text_encode": 0.5, "denoise": %s, "decode": 0.5, "encode": 3.0, "upload": 9.0%s}' % (
+        denoise, f', "resumed_at_step": {resumed_at_step}' if resumed_at_step else "")
     with engine_for(settings.db_url).begin() as c:
         c.execute(sa.text("UPDATE video SET status = 'completed', timings = :t WHERE id = :id"),
                   {"t": timings, "id": video_id})
@@ -45,6 +46,16 @@ def test_estimates_follow_the_models_finished_runs(client: TestClient, settings:
     assert other["estimated_gpu_seconds"] == pytest.approx(40.0, rel=1e-3)  # twice the steps
     with session_for(settings.db_url) as s:  # other models keep their own unit, not tiny's
         assert set(costmodel.calibrate(s)) == {"tiny"}
+
+
+def test_runs_resumed_from_a_checkpoint_do_not_calibrate(client: TestClient, settings: Settings) -> None:
+    # A resumed run's denoise time covers only the steps after its checkpoint: 6 of 8 steps here.
+    for _ in range(3):
+        finish(settings, client.post("/v1/videos", json=TINY).json()["id"], denoise=5.0, resumed_at_step=6)
+    with session_for(settings.db_url) as s:
+        assert costmodel.calibrate(s) == {}
+    finish(settings, client.post("/v1/videos", json=TINY).json()["id"], denoise=19.0)
+    assert client.post("/v1/videos", json=TINY).json()["estimated_gpu_seconds"] == pytest.approx(20.0, rel=1e-3)
 
 
 def test_a_model_that_proves_slow_is_routed_to_the_long_queue(client: TestClient, settings: Settings) -> None:
