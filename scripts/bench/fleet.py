@@ -147,7 +147,8 @@ def run_setup(plane, name: str, args: argparse.Namespace, schedule: list[Arrival
     # Results report the uncompressed GPU time: the API's cost model calibrates its short/long
     # routing from finished runs, and must keep seeing real-scale ones.
     stack = T2VStack(plane, namespace, root, controller_env=env, run_seconds=run_seconds, db=args.db,
-                     stand_in={"reported_seconds": lambda item, measured: item_gpu_seconds(item)})
+                     stand_in={"reported_seconds": lambda item, measured: item_gpu_seconds(item),
+                               "resume": not args.no_resume})
     submitted: list[tuple[float, str, str]] = []  # (time, kind, id)
     errors: list[str] = []
     try:
@@ -239,6 +240,7 @@ def analyse(stack: T2VStack, t0: float, speedup: float) -> dict:
     for at, w in arrivals:
         bound = max(bound, at + after / GPUS, at + w / GPUS_PER_POD)
         after -= w
+    runs = stack.pods.finished()
     running = [(p.running, p.ended, p.gpus) for p in pods if p.running and p.ended]
     killed = [(p.running, p.ended, p.gpus) for p in pods if p.running and p.ended and p.phase != "Succeeded"]
     busy_all = _busy_within(running, [(t0, end)])
@@ -289,7 +291,11 @@ def analyse(stack: T2VStack, t0: float, speedup: float) -> dict:
         "waiting_seconds": round(waiting_s, 1),
         "busy_fraction_while_waiting": round(busy_waiting / (GPUS * waiting_s), 3) if waiting_s else None,
         "preempted_pods": len(killed),
-        "wasted_gpu_seconds": round(sum((b - a) * g for a, b, g in killed), 1),
+        "wasted_gpu_seconds": round(sum((b - a) * g for a, b, g in killed), 1),  # the killed pods' whole time
+        # What the stops threw away: denoising not checkpointed (all of it, with --no-resume).
+        "lost_gpu_seconds": round(sum(r.lost_seconds for r in runs) * GPUS_PER_POD, 1),
+        "checkpoints_saved": sum(len(r.saved) for r in runs),
+        "items_resumed": sum(len(r.resumed) for r in runs),
         # Suspended again after running: Kueue evicted (preempted) the whole Job.
         "evictions": sum(sum(1 for (_, a), (_, b) in zip(j.suspends, j.suspends[1:]) if not a and b)
                          for j in jobs.values()),
@@ -341,10 +347,11 @@ def table(res: dict) -> str:
         f"(~{LONG_GPU_S:.0f} GPU-s each; {cfg['batches_at_start']} queued at the start, the rest through the first "
         f"two thirds), short videos (31 or 49 frames, ~{SHORT_GPU_S['1']:.0f}/{SHORT_GPU_S['1.6']:.0f} GPU-s) "
         f"arriving Poisson at {cfg['short_share']:.0%} of the 8 GPUs; one long item = {LONG_GPU_S:.0f} s / "
-        f"{cfg['speedup']:g} = {LONG_GPU_S / cfg['speedup']:.1f} s.", "",
+        f"{cfg['speedup']:g} = {LONG_GPU_S / cfg['speedup']:.1f} s; stopped items "
+        f"{'start over (--no-resume)' if cfg.get('no_resume') else 'resume from their checkpoints'}.", "",
         "| setup | videos (short) | makespan | lower bound | makespan / bound | useful GPU-s / (8 x makespan) | "
         "busy while work waits | short wait p50 | short wait p95 | p95 / long item | evictions (Jobs) | "
-        "pods killed (GPU-s lost) | load avg |",
+        "pods killed (GPU-s of work lost) | load avg |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["setups"]:
         w = r["short_wait"]
@@ -353,7 +360,7 @@ def table(res: dict) -> str:
             f"| {r['setup']} | {r['videos']} ({r['shorts']}) | {r['makespan']:.0f} s | {r['makespan_lower_bound']:.0f} s | "
             f"{r['makespan_over_bound']} | {r['useful_fraction']} | {r['busy_fraction_while_waiting']} | "
             f"{fmt(w['p50'])} | {fmt(w['p95'])} | {ratio} | {_evictions(r)} | "
-            f"{r['preempted_pods']} ({r['wasted_gpu_seconds']}) | "
+            f"{r['preempted_pods']} ({r.get('lost_gpu_seconds', r['wasted_gpu_seconds'])}) | "
             f"{r['load'][0]:.1f} -> {r['load_after'][0]:.1f} |")
     by = {r["setup"]: r for r in res["setups"]}
     k = by.get("kueue")
@@ -386,6 +393,8 @@ def main() -> int:
     p.add_argument("--short-share", type=float, default=0.2, help="short videos' share of the 8 GPUs")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
+    p.add_argument("--no-resume", action="store_true",
+                   help="the pod stand-in throws a stopped item's denoising away (the job image before checkpoints)")
     p.add_argument("--timeout", type=float, default=1500, help="seconds to wait for every video per setup")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--write-docs", action="store_true")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from controller.kube.jobs import LABEL_BATCH
-from jobcontract.records import ExitCode
+from jobcontract.records import ExitCode, video_keys
 from tests.cluster.builders import condition, eventually, is_true
 from tests.cluster.t2v_stack import apply_kueue, cluster_mode
 from tests.plugins.cluster import ClusterHandle
@@ -183,6 +183,16 @@ def test_short_work_reclaims_its_gpus_from_long_work_and_the_preempted_videos_re
             job = s.jobs()[long_jobs[vid]]
             assert is_true(job, "Complete") and not job["status"].get("failed"), job["status"]
         # Their pods were stopped as a kubelet stops them (SIGTERM, 143); no other pod was.
-        killed = {r.job for r in s.pods.finished() if r.killed}
+        runs = s.pods.finished()
+        killed = {r.job for r in runs if r.killed}
         assert killed <= {long_jobs[v] for v in back}, (killed, back)
         assert s.pods.foreign == [] and s.pods.errors == []
+        # Each stopped pod checkpointed the step its item had reached (the first: items hold after it),
+        # the next pod went on from there, and the checkpoint went once the video was done.
+        store = s.api.app.state.store
+        for vid in back:
+            assert [r.saved.get(vid) for r in runs if r.killed and vid in r.items] == [1], runs
+            assert [r.resumed.get(vid) for r in runs if not r.killed and vid in r.items] == [1], runs
+            assert s.video(vid)["timings"]["resumed_at_step"] == 1
+            assert not store.exists(video_keys(vid)["checkpoint"])
+        assert all("resumed_at_step" not in v["timings"] for v in shorts + longs if v["id"] not in back)

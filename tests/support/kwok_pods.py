@@ -14,6 +14,9 @@ for the Job pods of one namespace, from the same inputs the real ones get:
   GPU step is replaced: the frames are a few small seeded gradients, and prompt length is
   counted in words (a lower bound of T5 tokens), so a prompt of more than 255 words fails as
   an invalid item with exit code 42 exactly as in the real pod.
+  A pod deleted while it runs saves the checkpoint of the item it is denoising with the job
+  image's own `jobimage.checkpoint` (the step reached; a one-number tensor stands in for the
+  latents) and the next pod for the item resumes from that step, as the real pod does.
 - the kubelet: it marks the pod Succeeded or Failed by patching the status subresource with
   the container's terminated state and exit code (what `podFailurePolicy` reads), and a pod
   deleted while it runs (suspended by Kueue, preempted) is stopped and reported Failed with
@@ -50,6 +53,7 @@ import numpy as np
 from jobcontract.errors import StorageError
 from jobcontract.records import ExitCode, Item, read_manifest
 from jobcontract.storage import ObjectStore, open_store
+from jobimage import checkpoint
 from jobimage.entrypoint import ItemRun, Outcome, Published, Settings, _already_final
 from jobimage.errors import JobImageError, SetupError, ValidationError
 from jobimage.validate import check_item
@@ -96,6 +100,9 @@ class PodRun:
     ended: float | None = None
     killed: bool = False  # deleted while running (Kueue suspended or preempted it)
     try_no: int = 1  # 1 for the first pod of this Job index, 2 for its first retry, ...
+    resumed: dict[str, int] = field(default_factory=dict)  # video id -> the checkpoint step it went on from
+    saved: dict[str, int] = field(default_factory=dict)  # video id -> the step checkpointed when stopped
+    lost_seconds: float = 0.0  # time spent on denoising that a stop threw away (not checkpointed)
 
 
 def frames_for(item: Item, *, size: int = 64, max_frames: int = 7) -> np.ndarray:
@@ -123,12 +130,14 @@ class PodStandIn:
     reported_seconds: reported_seconds(item, measured) is the `denoise` time the result records (default:
         the measured one); a benchmark that compresses time reports the uncompressed figure, so the cost
         model's calibration from finished runs sees real-scale runs.
+    resume: stopped items save a checkpoint and re-runs go on from it (the job image since checkpoints);
+        False plays the job image before them, every stop throwing the item's denoising away.
     """
 
     def __init__(self, api_client, namespace: str, *, run_seconds: float | Callable[[Item], float] = 0.3,
                  hold: Callable[[Item], bool] | None = None, oom: Callable[[Item, int], bool] | None = None,
                  start_delay: str = "0s", watch_seconds: int = 5,
-                 reported_seconds: Callable[[Item, float], float] | None = None) -> None:
+                 reported_seconds: Callable[[Item, float], float] | None = None, resume: bool = True) -> None:
         from kubernetes import client
 
         self.core = client.CoreV1Api(api_client)
@@ -138,6 +147,7 @@ class PodStandIn:
         self.oom = oom or (lambda item, try_no: False)
         self.start_delay = start_delay
         self.reported_seconds = reported_seconds or (lambda item, measured: measured)
+        self.resume = resume
         self.watch_seconds = watch_seconds
         self.runs: list[PodRun] = []
         self.foreign: list[str] = []  # pods that ended without us (kwok's own pod-complete stage)
@@ -322,18 +332,23 @@ class PodStandIn:
                 continue
             step.progress("loading")
             total = max(1, item.num_inference_steps)
+            saved = checkpoint.load(store, item) if self.resume else None
+            done = saved.step if saved else 0
+            if done:
+                run.resumed[item.video_id] = done
+            t0 = mark = time.monotonic()  # mark: when the last step ended
             if self.hold(item):
-                # A slow first step: progress shows it (ItemRun writes at most one step per second).
+                # The first step is taken, then the item waits (progress shows step 1 until release()).
+                done = max(done, 1)
                 while not (self._released.is_set() or cancel.is_set()):
-                    step.progress("denoising", 1, total)
+                    step.progress("denoising", done, total)
                     cancel.wait(0.2)
-            t0 = time.monotonic()
-            seconds = self.run_seconds(item)
-            for s in range(1, total + 1):
-                if cancel.wait(seconds / total):
-                    return SIGTERM_EXIT
-                step.progress("denoising", s, total)
+            per_step = self.run_seconds(item) / total
+            while done < total and not cancel.wait(per_step):
+                done, mark = done + 1, time.monotonic()
+                step.progress("denoising", done, total)
             if cancel.is_set():
+                self._stopped(store, item, run, done, t0 if not self.resume else mark)
                 return SIGTERM_EXIT
             if self.oom(item, run.try_no):
                 outcome.add(step.fail("cuda_oom", "out of GPU memory on ['cuda:0']: CUDA out of memory (kwok stand-in)",
@@ -341,8 +356,20 @@ class PodStandIn:
                 continue
             video = StandInVideo(frames=frames_for(item), seed=item.seed)
             timings = {"load": 0.0, "denoise": round(self.reported_seconds(item, time.monotonic() - t0), 3)}
+            if item.video_id in run.resumed:
+                timings["resumed_at_step"] = run.resumed[item.video_id]
             outcome.add(Published(run=step, video=video, timings=timings, gpu="kwok stand-in (no GPU)").publish())
         return int(outcome.exit_code())
+
+    def _stopped(self, store: ObjectStore, item: Item, run: PodRun, done: int, kept_until: float) -> None:
+        """SIGTERM mid-item: checkpoint the steps done (when resuming is on); the time since `kept_until` is lost."""
+        import torch
+
+        if self.resume and done:
+            checkpoint.save(store, item, checkpoint.Checkpoint(step=done, latents=torch.zeros(1)))
+            run.saved[item.video_id] = done
+        with self._lock:
+            run.lost_seconds += time.monotonic() - kept_until
 
     # ---- the kubelet ----------------------------------------------------------------------------
 
