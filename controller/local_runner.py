@@ -39,6 +39,9 @@ log = logging.getLogger("t2v.runner")
 # After storage refused a job's manifest, dispatch waits this long: a dead MinIO is not hammered
 # from every pass (each failed write already takes seconds of client retries), a blip costs seconds.
 DISPATCH_PAUSE_AFTER_STORAGE_ERROR_S = 5.0
+# What a job process gets to checkpoint its items between SIGTERM and SIGKILL when the runner
+# stops: Kubernetes' default grace period; a denoising step takes seconds at most.
+STOP_GRACE_S = 30.0
 
 
 @dataclass
@@ -141,11 +144,22 @@ class LocalRunner:
                 log.exception("runner pass failed")
             self._stop.wait(self.settings.runner_poll_seconds)
 
-    def stop(self, *, kill_jobs: bool = True) -> None:
-        """End the loop; by default stop job processes too (their videos run again on restart)."""
+    def stop(self, *, kill_jobs: bool = True, grace_s: float = STOP_GRACE_S) -> None:
+        """End the loop; by default stop job processes too, as a kubelet does: SIGTERM, then SIGKILL
+        after `grace_s`. Items denoising save their checkpoints; they run again on restart from there."""
         self._stop.set()
-        if kill_jobs:
-            for job in self.jobs.values():
+        if not kill_jobs:
+            return
+        jobs = list(self.jobs.values())
+        for job in jobs:
+            job.kill_reason = "runner stopped"
+            self._signal(job, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for job in jobs:
+            while job.exit_code(self._lock(job.name)) is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        for job in jobs:
+            if job.exit_code(self._lock(job.name)) is None:
                 self._kill(job, "runner stopped")
 
     # ---- steps --------------------------------------------------------------------------------
@@ -287,15 +301,18 @@ class LocalRunner:
         session.commit()
         log.info("job started", extra={"job": name, "videos": [v.id for v in claimed], "pid": proc.pid})
 
-    def _kill(self, job: Job, reason: str) -> None:
-        job.kill_reason = reason
+    def _signal(self, job: Job, signum: int) -> None:
         pid = job.proc.pid if job.proc is not None else _read_pid(self.state_dir / f"{job.name}.pid")
         if pid is None:
             return
         try:
-            os.killpg(pid, signal.SIGKILL)
+            os.killpg(pid, signum)
         except ProcessLookupError:
             pass
+
+    def _kill(self, job: Job, reason: str) -> None:
+        job.kill_reason = reason
+        self._signal(job, signal.SIGKILL)
         if job.proc is not None:
             job.proc.wait(timeout=30)
 

@@ -473,6 +473,9 @@ def main(env: Mapping[str, str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from T2V_MODEL_DIR only, never the network
     stop = StopSignal()
     previous = signal.signal(signal.SIGTERM, stop)
+    # Restart system calls the signal interrupts: a SIGTERM that lands in the publishing thread must
+    # not fail ffmpeg's or the storage client's write with EINTR (Python's own calls retry anyway).
+    signal.siginterrupt(signal.SIGTERM, False)
     try:
         return int(run(Settings.from_env(env), stop))
     except Terminated:

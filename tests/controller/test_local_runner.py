@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from controller.local_runner import LocalRunner, lock_held
+from jobcontract.records import ExitCode, video_keys
 from tests.controller.conftest import drive
 
 
@@ -154,3 +155,19 @@ def test_cancel_stops_the_process_and_removes_files(api: TestClient, make_runner
     assert not lock_held(runner._lock(job.name))
     assert api.app.state.store.list(f"videos/{vid}") == []
     assert api.get(f"/v1/videos/{vid}").json()["status"] == "cancelled"
+
+
+@pytest.mark.slow
+def test_stopping_the_runner_checkpoints_the_video_and_the_next_runner_resumes_it(api: TestClient,
+                                                                                   make_runner) -> None:
+    first = make_runner()
+    vid = submit(api, size="432x240", num_frames=25, num_inference_steps=200)  # ~20 ms a step here
+    drive(first, api, [vid], until=lambda vs: vs[0]["progress"] > 2)  # denoising has begun
+    job = _running_job(first)
+    first.stop()
+    assert job.proc.returncode == ExitCode.STOPPED  # the job image's answer to SIGTERM, not SIGKILL's -9
+    store = api.app.state.store
+    assert store.exists(video_keys(vid)["checkpoint"])
+    done = drive(make_runner(), api, [vid])[0]
+    assert done["status"] == "completed" and done["timings"]["resumed_at_step"] > 0, done
+    assert not store.exists(video_keys(vid)["checkpoint"])
