@@ -138,6 +138,7 @@ def run_setup(plane, name: str, args: argparse.Namespace, schedule: list[Arrival
     namespace = {"kueue": "t2v", "fifo": FIFO_NS, "kueue-batch-job": BATCH_JOB_NS}[name]
     env = {"fifo": dict(FIFO_ENV), "kueue-batch-job": {"T2V_NAMESPACE": BATCH_JOB_NS, "T2V_BATCH_PODS_PER_JOB": "8"}
            }.get(name, {})
+    env.update(kv.split("=", 1) for kv in args.set)
     speedup = args.speedup
 
     def run_seconds(item) -> float:
@@ -393,6 +394,8 @@ def main() -> int:
     p.add_argument("--short-share", type=float, default=0.2, help="short videos' share of the 8 GPUs")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
+    p.add_argument("--set", action="append", default=[], metavar="T2V_NAME=VALUE",
+                   help="a controller setting for every setup of this run (repeatable)")
     p.add_argument("--no-resume", action="store_true",
                    help="the pod stand-in throws a stopped item's denoising away (the job image before checkpoints)")
     p.add_argument("--timeout", type=float, default=1500, help="seconds to wait for every video per setup")
