@@ -63,15 +63,17 @@ def key_of(item: Item) -> str | None:
     return item.keys().get("checkpoint")
 
 
-def save(store: ObjectStore, item: Item, checkpoint: Checkpoint) -> None:
-    """Write the checkpoint (one object, replaced atomically); StorageError if storage refuses it."""
+def save(store: ObjectStore, item: Item, checkpoint: Checkpoint) -> bool:
+    """Write the checkpoint (one object, replaced atomically); False when the item has no key for one,
+    StorageError if storage refuses it."""
     key = key_of(item)
     if key is None:
-        return
+        return False
     buf = io.BytesIO()
     torch.save({"format": FORMAT, "fingerprint": fingerprint(item), "step": checkpoint.step,
                 "latents": checkpoint.latents.detach().cpu()}, buf)
     store.put_bytes(key, buf.getvalue())
+    return True
 
 
 def load(store: ObjectStore, item: Item) -> Checkpoint | None:

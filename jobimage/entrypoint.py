@@ -285,24 +285,23 @@ class Published:
             return run.fail("internal_error", f"{type(e).__name__}: {e}", retryable=True, timings=timings, gpu=gpu)
 
 
-def save_checkpoint(store: ObjectStore, item: Item, saved: checkpoint.Checkpoint) -> None:
-    """Store a stopped item's checkpoint, once: the grace period leaves no time for retries."""
+def save_checkpoint(store: ObjectStore, item: Item, saved: checkpoint.Checkpoint) -> bool:
+    """Store a stopped item's checkpoint, once (the grace period leaves no time for retries);
+    whether it was stored."""
     t0 = time.perf_counter()
     try:
-        checkpoint.save(store, item, saved)
+        stored = checkpoint.save(store, item, saved)
     except StorageError as e:  # the item starts over next time, as it did before checkpoints
         logger.error("checkpoint not saved", extra=log.kv(video_id=item.video_id, step=saved.step, error=str(e)))
-        return
-    logger.info("item stopped, checkpoint saved", extra=log.kv(
-        video_id=item.video_id, step=saved.step, of=item.num_inference_steps,
-        seconds=round(time.perf_counter() - t0, 3)))
-
-
-def process_item(store: ObjectStore, item: Item, workers: list, load_seconds: float,
-                 retry: UploadRetry | None = None) -> Result | None:
-    """Generate, encode, upload and record one item; never raises for an item-level failure."""
-    done = generate_item(store, item, workers, load_seconds, retry)
-    return done if done is None or isinstance(done, Result) else done.publish()
+        return False
+    if stored:
+        logger.info("item stopped, checkpoint saved", extra=log.kv(
+            video_id=item.video_id, step=saved.step, of=item.num_inference_steps,
+            seconds=round(time.perf_counter() - t0, 3)))
+    else:
+        logger.warning("item stopped; its output keys leave no place for a checkpoint",
+                       extra=log.kv(video_id=item.video_id, step=saved.step))
+    return stored
 
 
 def plan(items: list[Item], workers: list) -> tuple[list[Item], Item | None]:

@@ -89,7 +89,7 @@ def test_save_and_load_round_trip_and_what_is_ignored(store: LocalStore):
     assert not store.exists(key)
     custom = make_item(outputs={"video": "out/v.mp4", "thumbnail": "out/t.jpg", "progress": "out/p.json",
                                 "result": "out/r.json"})
-    checkpoint.save(store, custom, Checkpoint(step=1, latents=latents))  # no key for it: nothing written
+    assert checkpoint.save(store, custom, Checkpoint(step=1, latents=latents)) is False  # no key for it
     assert checkpoint.load(store, custom) is None and store.list("out") == []
 
 

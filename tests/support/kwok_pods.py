@@ -54,7 +54,7 @@ from jobcontract.errors import StorageError
 from jobcontract.records import ExitCode, Item, read_manifest
 from jobcontract.storage import ObjectStore, open_store
 from jobimage import checkpoint
-from jobimage.entrypoint import ItemRun, Outcome, Published, Settings, _already_final
+from jobimage.entrypoint import ItemRun, Outcome, Published, Settings, _already_final, save_checkpoint
 from jobimage.errors import JobImageError, SetupError, ValidationError
 from jobimage.validate import check_item
 
@@ -365,8 +365,8 @@ class PodStandIn:
         """SIGTERM mid-item: checkpoint the steps done (when resuming is on); the time since `kept_until` is lost."""
         import torch
 
-        if self.resume and done:
-            checkpoint.save(store, item, checkpoint.Checkpoint(step=done, latents=torch.zeros(1)))
+        if self.resume and done and save_checkpoint(store, item, checkpoint.Checkpoint(step=done,
+                                                                                     latents=torch.zeros(1))):
             run.saved[item.video_id] = done
         with self._lock:
             run.lost_seconds += time.monotonic() - kept_until
