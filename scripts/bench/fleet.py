@@ -349,7 +349,7 @@ def table(res: dict) -> str:
         f"two thirds), short videos (31 or 49 frames, ~{SHORT_GPU_S['1']:.0f}/{SHORT_GPU_S['1.6']:.0f} GPU-s) "
         f"arriving Poisson at {cfg['short_share']:.0%} of the 8 GPUs; one long item = {LONG_GPU_S:.0f} s / "
         f"{cfg['speedup']:g} = {LONG_GPU_S / cfg['speedup']:.1f} s; stopped items "
-        f"{'start over (--no-resume)' if cfg.get('no_resume') else 'resume from their checkpoints'}.", "",
+        f"{'start over (--no-resume)' if cfg['no_resume'] else 'resume from their checkpoints'}.", "",
         "| setup | videos (short) | makespan | lower bound | makespan / bound | useful GPU-s / (8 x makespan) | "
         "busy while work waits | short wait p50 | short wait p95 | p95 / long item | evictions (Jobs) | "
         "pods killed (GPU-s of work lost) | load avg |",
@@ -361,7 +361,7 @@ def table(res: dict) -> str:
             f"| {r['setup']} | {r['videos']} ({r['shorts']}) | {r['makespan']:.0f} s | {r['makespan_lower_bound']:.0f} s | "
             f"{r['makespan_over_bound']} | {r['useful_fraction']} | {r['busy_fraction_while_waiting']} | "
             f"{fmt(w['p50'])} | {fmt(w['p95'])} | {ratio} | {_evictions(r)} | "
-            f"{r['preempted_pods']} ({r.get('lost_gpu_seconds', r['wasted_gpu_seconds'])}) | "
+            f"{r['preempted_pods']} ({r['lost_gpu_seconds']}) | "
             f"{r['load'][0]:.1f} -> {r['load_after'][0]:.1f} |")
     by = {r["setup"]: r for r in res["setups"]}
     k = by.get("kueue")
