@@ -306,6 +306,7 @@ def analyse(stack: T2VStack, t0: float, speedup: float) -> dict:
         "short_wait_parts": {k: _summary(x) for k, x in parts.items()},
         "long_item_seconds": round(long_item, 2),
         "eviction_gaps": eviction_gaps(jobs, pods),
+        "turnover_gaps": turnover_gaps(jobs, pods),
     }
 
 
@@ -330,6 +331,39 @@ def eviction_gaps(jobs: dict, pods: list) -> dict:
         if later is not None:
             to_next.append(later - p.ended)
     return {"suspended_to_pod_ended": _summary(to_ended), "pod_ended_to_next_running": _summary(to_next)}
+
+
+def turnover_gaps(jobs: dict, pods: list) -> dict:
+    """Where the GPUs' idle time between one pod and the next goes, hop by hop, for every pod that ended
+    (finished or stopped) and the first pod Running after it whose Job Kueue unsuspended after that end
+    (so it waited for the freed GPUs): the pod ended -> its Job marked finished (Job controller; pods
+    that finished only) and -> the next Job unsuspended (Kueue released the quota and admitted it) ->
+    its pod created (Job controller) -> bound (scheduler) -> Running (kwok, the stand-in)."""
+    hops: dict[str, list[float]] = {k: [] for k in (
+        "pod_ended_to_job_finished", "pod_ended_to_next_unsuspended", "unsuspended_to_pod_created",
+        "pod_created_to_bound", "bound_to_running", "pod_ended_to_next_running")}
+    starts = sorted((p for p in pods if p.running), key=lambda p: p.running)
+    taken: set[int] = set()  # each next pod follows one ended pod: the first to end before it
+    for p in sorted((p for p in pods if p.running and p.ended), key=lambda p: p.ended):
+        j = jobs.get(p.job)
+        if p.phase == "Succeeded" and j and j.finished and j.finished >= p.ended:
+            hops["pod_ended_to_job_finished"].append(j.finished - p.ended)
+        for q in starts:
+            if q.running < p.ended or q is p or id(q) in taken:
+                continue
+            nj = jobs.get(q.job)
+            admitted = max((t for t, susp in (nj.suspends if nj else []) if not susp and t <= q.created),
+                           default=None)
+            if admitted is None or admitted < p.ended or not q.bound:
+                continue
+            hops["pod_ended_to_next_unsuspended"].append(admitted - p.ended)
+            hops["unsuspended_to_pod_created"].append(q.created - admitted)
+            hops["pod_created_to_bound"].append(q.bound - q.created)
+            hops["bound_to_running"].append(q.running - q.bound)
+            hops["pod_ended_to_next_running"].append(q.running - p.ended)
+            taken.add(id(q))
+            break
+    return {k: _summary(x) for k, x in hops.items()}
 
 
 def fmt(x: float | None) -> str:

@@ -72,6 +72,28 @@ def test_fleet_eviction_gaps_follow_a_preempted_pod_to_the_next_pod_running() ->
     assert gaps["pod_ended_to_next_running"]["p50"] == pytest.approx(1.25)
 
 
+def test_fleet_turnover_gaps_split_the_idle_time_between_a_pod_and_the_one_that_takes_its_gpus() -> None:
+    from scripts.bench.kubestack import JobSeen, PodSeen
+
+    jobs = {"a": JobSeen(videos=["v1"], created=0.0, suspends=[(0.0, True), (1.0, False)], finished=10.25),
+            "b": JobSeen(videos=["v2"], created=0.0, suspends=[(0.0, True), (10.5, False)]),
+            "early": JobSeen(videos=["v3"], created=0.0, suspends=[(0.0, True), (1.0, False)])}
+    pods = [PodSeen(job="a", index=0, created=1.1, bound=1.2, running=1.5, ended=10.0, phase="Succeeded", gpus=2),
+            # admitted before pod a ended: it did not wait for a's GPUs, so it is not a's successor
+            PodSeen(job="early", index=0, created=1.1, bound=1.2, running=10.2, ended=20.0, phase="Succeeded",
+                    gpus=2),
+            PodSeen(job="b", index=0, created=10.75, bound=10.8, running=11.0, ended=20.0, phase="Succeeded",
+                    gpus=2)]
+    gaps = fleet.turnover_gaps(jobs, pods)
+    assert gaps["pod_ended_to_job_finished"]["p50"] == pytest.approx(0.25)
+    assert gaps["pod_ended_to_next_running"]["n"] == 1  # a -> b only; nothing follows the last two
+    assert gaps["pod_ended_to_next_unsuspended"]["p50"] == pytest.approx(0.5)
+    assert gaps["unsuspended_to_pod_created"]["p50"] == pytest.approx(0.25)
+    assert gaps["pod_created_to_bound"]["p50"] == pytest.approx(0.05)
+    assert gaps["bound_to_running"]["p50"] == pytest.approx(0.2)
+    assert gaps["pod_ended_to_next_running"]["p50"] == pytest.approx(1.0)
+
+
 def test_cluster_summary_splits_stages_and_ours() -> None:
     rec = {"status": "completed", "submitted": 0.0, "job_created": 0.5, "admitted": 10.5, "pod_running": 11.0,
            "pod_ended": 12.0, "job_finished": 12.5, "db_completed": 12.6, "job_active": 10.8,
