@@ -9,6 +9,10 @@ after that step (a few MB) go to storage under the video's `checkpoint` key, and
 denoising loop from the saved step: Mochi's flow-matching scheduler is deterministic, so the
 video is the one an uninterrupted run makes.
 
+The final latents are saved the same way before the VAE decode starts: a pod killed while it
+decodes, encodes or uploads (the grace period over, a decode out of memory) leaves the next pod
+only the decode.
+
 A checkpoint names the inputs it was made from (`fingerprint`); one made for other inputs, in
 another format, or unreadable is ignored (logged) and the item starts over. The pod deletes it
 once the item's result is written; the API and the janitor delete it with the video's files.

@@ -216,7 +216,13 @@ def generate_item(store: ObjectStore, item: Item, workers: list, load_seconds: f
     gpu = workers[0].gpu if len(workers) == 1 else f"{len(workers)} x {workers[0].gpu}"
     timings = {"load": round(load_seconds, 3)}
     try:
-        video = generate(item, workers, run.progress, resume=resume, stop=stop)
+        # The finished latents are kept until the result is written: a pod killed while decoding,
+        # encoding or uploading (SIGKILL at the end of the grace period, a decode OOM) then costs the
+        # next pod the decode, not the whole denoising.
+        kept = None
+        if checkpoint.key_of(item):
+            kept = lambda saved: save_checkpoint(store, item, saved, event="item denoised")  # noqa: E731
+        video = generate(item, workers, run.progress, resume=resume, stop=stop, on_denoised=kept)
         timings.update({k: round(v, 3) for k, v in video.timings.items()})
         return Published(run=run, video=video, timings=timings, gpu=gpu)
     except checkpoint.Stopped as e:
@@ -285,9 +291,10 @@ class Published:
             return run.fail("internal_error", f"{type(e).__name__}: {e}", retryable=True, timings=timings, gpu=gpu)
 
 
-def save_checkpoint(store: ObjectStore, item: Item, saved: checkpoint.Checkpoint) -> bool:
-    """Store a stopped item's checkpoint, once (the grace period leaves no time for retries);
-    whether it was stored."""
+def save_checkpoint(store: ObjectStore, item: Item, saved: checkpoint.Checkpoint, *,
+                    event: str = "item stopped") -> bool:
+    """Store an item's checkpoint, once (a stopped pod's grace period leaves no time for retries);
+    whether it was stored. `event` says why in the log."""
     t0 = time.perf_counter()
     try:
         stored = checkpoint.save(store, item, saved)
@@ -295,7 +302,7 @@ def save_checkpoint(store: ObjectStore, item: Item, saved: checkpoint.Checkpoint
         logger.error("checkpoint not saved", extra=log.kv(video_id=item.video_id, step=saved.step, error=str(e)))
         return False
     if stored:
-        logger.info("item stopped, checkpoint saved", extra=log.kv(
+        logger.info(f"{event}, checkpoint saved", extra=log.kv(
             video_id=item.video_id, step=saved.step, of=item.num_inference_steps,
             seconds=round(time.perf_counter() - t0, 3)))
     else:

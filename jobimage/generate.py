@@ -259,10 +259,15 @@ def decode(worker: Worker, latents: torch.Tensor) -> np.ndarray:
 
 
 def generate(item: Item, workers: list[Worker], on_progress: ProgressFn | None = None, *,
-             resume: Checkpoint | None = None, stop: threading.Event | None = None) -> Video:
-    """Make one item's frames on `workers` (one device, or two for split guidance); see `denoise`."""
+             resume: Checkpoint | None = None, stop: threading.Event | None = None,
+             on_denoised: Callable[[Checkpoint], object] | None = None) -> Video:
+    """Make one item's frames on `workers` (one device, or two for split guidance); see `denoise`.
+    `on_denoised` gets the finished latents before the VAE decode starts (the job image stores them
+    as the item's checkpoint, so a pod killed while decoding or uploading costs only the decode)."""
     timings: dict[str, float] = {}
     latents = denoise(item, workers, on_progress, timings, resume=resume, stop=stop)
+    if on_denoised is not None and timings.get("resumed_at_step") != item.num_inference_steps:
+        on_denoised(Checkpoint(step=item.num_inference_steps, latents=latents.cpu()))
     if on_progress:
         on_progress("decoding", item.num_inference_steps, item.num_inference_steps)
     t0 = time.perf_counter()

@@ -145,3 +145,38 @@ def test_sigterm_while_generating_saves_checkpoints_and_the_next_run_resumes(sto
 
 def digest(store: LocalStore, video_id: str) -> str:
     return hashlib.sha256(store.get_bytes(video_keys(video_id)["video"])).hexdigest()
+
+
+def test_the_finished_latents_are_kept_until_the_result_so_a_failed_decode_only_decodes_again(
+        store, model_dir, tmp_path, monkeypatch):
+    """A pod killed or out of memory while decoding, encoding or uploading: the latents of the last
+    step are in storage before the VAE decode starts, and the next pod only decodes."""
+    from jobimage import generate as gen
+
+    item = make_item(video_id="late", num_inference_steps=5)
+    real_decode = gen.decode
+    seen: list[int] = []
+
+    def decode_out_of_memory(worker, latents):
+        seen.append(checkpoint.load(store, item).step)  # already stored when the decode starts
+        raise torch.OutOfMemoryError("CUDA out of memory (decode)")
+
+    monkeypatch.setattr(gen, "decode", decode_out_of_memory)
+    env = job_env(store, model_dir, [item])
+    assert main(env) == ExitCode.RETRYABLE
+    assert seen == [5] and read_result(store, "late").error_code == "cuda_oom"
+
+    monkeypatch.setattr(gen, "decode", real_decode)
+    steps: list[int] = []
+    original = entrypoint.ItemRun.progress
+    monkeypatch.setattr(entrypoint.ItemRun, "progress", lambda self, phase, step=0, total=0: (
+        steps.append(step) if phase == "denoising" else None, original(self, phase, step, total)))
+    assert main(env) == ExitCode.OK
+    result = read_result(store, "late")
+    assert result.status == "succeeded" and result.timings["resumed_at_step"] == 5
+    assert steps == [5]  # no denoising step ran again
+    assert not store.exists(video_keys("late")["checkpoint"])
+
+    fresh = LocalStore(tmp_path / "fresh")
+    assert main(job_env(fresh, model_dir, [item])) == ExitCode.OK
+    assert digest(store, "late") == digest(fresh, "late")
