@@ -156,6 +156,7 @@ def run_setup(plane, name: str, args: argparse.Namespace, schedule: list[Arrival
         stack.start()
         time.sleep(2)
         load = os.getloadavg()
+        kueue_cpu0 = plane.cpu_seconds("kueue")
         t0 = time.time()
 
         def feeder() -> None:
@@ -181,9 +182,11 @@ def run_setup(plane, name: str, args: argparse.Namespace, schedule: list[Arrival
         if not ok:
             log(f"{name}: timed out: {dict(stack.counts())}")
         load_after = os.getloadavg()
+        kueue_cpu = plane.cpu_seconds("kueue") - kueue_cpu0
         stack.stop_controller()
         result = analyse(stack, t0, speedup)
-        result.update({"setup": name, "load": load, "load_after": load_after, "submit_errors": errors,
+        result.update({"setup": name, "load": load, "load_after": load_after, "kueue_cpu_seconds": round(kueue_cpu, 1),
+                       "submit_errors": errors,
                        "stand_in_errors": list(stack.pods.errors), "timed_out": not ok})
         return result
     finally:
@@ -432,6 +435,8 @@ def main() -> int:
                    help="a controller setting for every setup of this run (repeatable)")
     p.add_argument("--no-resume", action="store_true",
                    help="the pod stand-in throws a stopped item's denoising away (the job image before checkpoints)")
+    p.add_argument("--queueing", choices=["BestEffortFIFO", "StrictFIFO"],
+                   help="queueingStrategy of kueue/'s two ClusterQueues for this run (default: as shipped)")
     p.add_argument("--timeout", type=float, default=1500, help="seconds to wait for every video per setup")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--write-docs", action="store_true")
@@ -446,6 +451,10 @@ def main() -> int:
     results = []
     with control_plane() as plane:
         plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(KUEUE_DIR))
+        if args.queueing:  # an A/B of the shipped ClusterQueues' queueingStrategy
+            for cq in ("t2v-short", "t2v-long"):
+                plane.kubectl("patch", "clusterqueue", cq, "--type", "merge",
+                              "-p", json.dumps({"spec": {"queueingStrategy": args.queueing}}))
         plane.apply(fifo_docs() + batch_job_docs())
         plane.wait_cluster_queues(["t2v-short", "t2v-long", "t2v-fifo"])
         for name in setups:

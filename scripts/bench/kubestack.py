@@ -91,6 +91,10 @@ class Plane:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {p.stderr.strip()}")
         return p
 
+    def cpu_seconds(self, component: str) -> float:
+        """User + system CPU time so far of one of the plane's processes ("kueue", "kube-apiserver"...)."""
+        return proc_cpu_seconds(cluster._pids(Path(self.c.state_dir))[component])
+
     def apply(self, docs: list[dict]) -> None:
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(
             {"apiVersion": "v1", "kind": "List", "items": docs}))
