@@ -28,7 +28,8 @@ class ControllerSettings(Settings):
     # Pods per batch Job: a CSV batch becomes Jobs of at most this many pods (x items_per_pod videos).
     # Kueue admits and preempts a Job whole, so one pod per Job lets a batch fill whatever GPUs are
     # free and lets a short video reclaim 2 borrowed GPUs by stopping one pod, not a batch-wide Job
-    # of 8 GPUs (docs/performance.md, the fleet benchmark; docs/decisions.md).
+    # of 8 GPUs (docs/performance.md, the fleet benchmark; docs/decisions.md). Above 1, kueue/'s
+    # StrictFIFO ClusterQueues would hold narrow Workloads behind a wide head: use BestEffortFIFO.
     batch_pods_per_job: int = Field(1, ge=1, le=64)
     # Kueue LocalQueue names in the namespace (kueue/localqueues.yaml), used by the default tenant.
     short_queue: str = "short"
