@@ -26,6 +26,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -219,9 +220,7 @@ def generate_item(store: ObjectStore, item: Item, workers: list, load_seconds: f
         # The finished latents are kept until the result is written: a pod killed while decoding,
         # encoding or uploading (SIGKILL at the end of the grace period, a decode OOM) then costs the
         # next pod the decode, not the whole denoising.
-        kept = None
-        if checkpoint.key_of(item):
-            kept = lambda saved: save_checkpoint(store, item, saved, event="item denoised")  # noqa: E731
+        kept = partial(save_checkpoint, store, item, event="item denoised") if checkpoint.key_of(item) else None
         video = generate(item, workers, run.progress, resume=resume, stop=stop, on_denoised=kept)
         timings.update({k: round(v, 3) for k, v in video.timings.items()})
         return Published(run=run, video=video, timings=timings, gpu=gpu)

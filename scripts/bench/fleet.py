@@ -16,14 +16,17 @@ its own namespace with a fresh database:
 - `fifo`: one ClusterQueue of 8 GPUs, StrictFIFO, one LocalQueue for everything, one priority
   (the controller's queue and priority-class settings pointed at them);
 - `kueue-batch-job` (not run by default): kueue/ as shipped with the Job shape of earlier versions,
-  one indexed Job of up to 4 pods per CSV batch (`T2V_BATCH_PODS_PER_JOB=8`), for before/after.
+  one indexed Job of up to 4 pods per CSV batch (`T2V_BATCH_PODS_PER_JOB=8`), for before/after
+  (that shape ran under BestEffortFIFO: add `--queueing BestEffortFIFO`, which applies to kueue/'s
+  two ClusterQueues in every setup of the run).
 
 Both get the same arrivals (seeded). Run times come from the cost model (webapp.params.
 estimated_gpu_seconds, ~163 GPU-s for a default Mochi video) divided by `--speedup`; a pod holds
 2 GPUs and the stand-in spends an item's GPU-seconds / 2 on it (one item per GPU in a batch pod,
 guidance split over both for a single video). Per setup it reports the GPU-busy fraction while
 work waits, useful GPU-seconds / (8 x makespan), makespan against its lower bound, and the p50/p95
-queue wait of the short videos (submit -> pod running), against one long item's run time.
+queue wait of the short videos (submit -> pod running), against one long item's run time; the JSON
+adds where the idle time between pods goes (`turnover_gaps`, `eviction_gaps`) and Kueue's CPU.
 
 Prints a table and writes JSON; `--write-docs` rewrites its section of docs/performance.md.
 """
