@@ -131,6 +131,7 @@ def summarize(records: list[dict], wall: float, n: int, cpu: dict, requests: dic
         "controller_cpu_seconds": round(cpu["controller"], 2),
         "controller_cpu_per_video": round(cpu["controller"] / n, 4),
         "api_cpu_seconds": round(cpu["api"], 2),
+        "kueue_cpu_seconds": round(cpu.get("kueue", 0.0), 2),
         "full_passes": len(full),
         "full_pass_seconds": {"p50": pct(full, 50), "p95": pct(full, 95), "max": max(full) if full else None},
         "quick_passes": len(quick),
@@ -174,7 +175,8 @@ def table(res: dict) -> str:
         f"video**; {_passes(s)}; "
         f"**{s['controller_requests_per_video']} API requests per video** "
         f"({_top(s['controller_requests'], 6)}). API server: **{s['apiserver_requests_per_video']} requests per "
-        f"video** from every client ({_top(s['apiserver_requests'], 8)}). `t2v serve`: {s['api_cpu_seconds']} CPU s.",
+        f"video** from every client ({_top(s['apiserver_requests'], 8)}). `t2v serve`: {s['api_cpu_seconds']} CPU s; "
+        f"Kueue: {s.get('kueue_cpu_seconds', '—')} CPU s.",
     ]
     return "\n".join(lines)
 
@@ -214,7 +216,7 @@ def run_one(plane, args: argparse.Namespace, env: dict[str, str]) -> dict:
         load = os.getloadavg()
         snap = stack.controller_snapshot()
         m0 = plane.apiserver_requests()
-        cpu0, api0 = stack.controller_cpu(), stack.api_cpu()
+        cpu0, api0, kueue0 = stack.controller_cpu(), stack.api_cpu(), plane.cpu_seconds("kueue")
         t0 = time.time()
         ids = stack.submit_many(video_bodies(args.videos), concurrency=args.concurrency)
         log(f"{len(ids)} videos submitted in {time.time() - t0:.1f} s")
@@ -223,7 +225,8 @@ def run_one(plane, args: argparse.Namespace, env: dict[str, str]) -> dict:
         wall = time.time() - t0
         time.sleep(1)  # the observer's last events
         m1 = plane.apiserver_requests()
-        cpu = {"controller": stack.controller_cpu() - cpu0, "api": stack.api_cpu() - api0}
+        cpu = {"controller": stack.controller_cpu() - cpu0, "api": stack.api_cpu() - api0,
+               "kueue": plane.cpu_seconds("kueue") - kueue0}
         load_after = os.getloadavg()
         ctl = stack.stop_controller()
         ctl_requests = Counter(ctl.get("requests", {}))
