@@ -4,6 +4,7 @@
     .venv/bin/python scripts/bench/cluster.py                       # 500 videos, 0.5 s each
     .venv/bin/python scripts/bench/cluster.py --videos 100 --json out.json
     .venv/bin/python scripts/bench/cluster.py --set T2V_RESYNC_SECONDS=5   # a controller setting
+    .venv/bin/python scripts/bench/cluster.py --queueing BestEffortFIFO    # kueue/ with the other strategy
 
 Brings up its own loopback control plane (scripts/testcluster: etcd, kube-apiserver,
 controller-manager, scheduler, kwok with one 8-GPU node, Kueue v0.19.2) in a temp state folder,
@@ -14,8 +15,8 @@ Half the videos are `tiny` (short queue), half default Mochi (long queue), so bo
 
 Per video it measures submit -> Job created -> Workload admitted -> pod running -> pod done ->
 Job complete -> `completed` in the DB; the watcher lag (Job status change seen on a watch ->
-the DB row); the controller's CPU seconds and API requests per video, and the API server's
-requests per video (apiserver_request_total before/after, every client).
+the DB row); the controller's CPU seconds and API requests per video, the API server's
+requests per video (apiserver_request_total before/after, every client), and Kueue's CPU seconds.
 
 Prints a table and writes JSON; `--write-docs` rewrites its section of docs/performance.md.
 """
@@ -35,7 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from scripts.bench.docsection import write_section  # noqa: E402
-from scripts.bench.kubestack import KUEUE_DIR, T2VStack, control_plane, log, pct  # noqa: E402
+from scripts.bench.kubestack import T2VStack, control_plane, log, pct  # noqa: E402
 
 NAMESPACE = "t2v"  # kueue/40-localqueues.yaml makes it, with the LocalQueues
 TARGET_OVERHEAD_P95 = 2.0
@@ -252,6 +253,8 @@ def main() -> int:
     p.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
     p.add_argument("--set", action="append", default=[], metavar="T2V_NAME=VALUE",
                    help="a controller/API setting for this run (repeatable)")
+    p.add_argument("--queueing", choices=["BestEffortFIFO", "StrictFIFO"],
+                   help="queueingStrategy of kueue/'s two ClusterQueues for this run (default: as shipped)")
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--json", type=Path, help="write the summary and every video's stage times here")
     p.add_argument("--write-docs", action="store_true")
@@ -259,7 +262,7 @@ def main() -> int:
     args = p.parse_args()
     env = dict(kv.split("=", 1) for kv in args.set)
     with control_plane(keep=args.keep) as plane:
-        plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(KUEUE_DIR))
+        plane.apply_kueue(args.queueing)
         plane.wait_cluster_queues(["t2v-short", "t2v-long"])
         result = run_one(plane, args, env)
     print(table(result))

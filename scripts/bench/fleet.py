@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from scripts.bench.docsection import write_section  # noqa: E402
-from scripts.bench.kubestack import KUEUE_DIR, T2VStack, control_plane, log, pct  # noqa: E402
+from scripts.bench.kubestack import T2VStack, control_plane, log, pct  # noqa: E402
 from webapp.costmodel import DEFAULT_SECONDS_PER_UNIT, work_units  # noqa: E402
 
 GPUS = 8
@@ -453,11 +453,7 @@ def main() -> int:
     log(f"{len(schedule)} arrivals, {work:.0f} GPU-s of work: at least {work / GPUS:.0f} s on {GPUS} GPUs")
     results = []
     with control_plane() as plane:
-        plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(KUEUE_DIR))
-        if args.queueing:  # an A/B of the shipped ClusterQueues' queueingStrategy
-            for cq in ("t2v-short", "t2v-long"):
-                plane.kubectl("patch", "clusterqueue", cq, "--type", "merge",
-                              "-p", json.dumps({"spec": {"queueingStrategy": args.queueing}}))
+        plane.apply_kueue(args.queueing)
         plane.apply(fifo_docs() + batch_job_docs())
         plane.wait_cluster_queues(["t2v-short", "t2v-long", "t2v-fifo"])
         for name in setups:

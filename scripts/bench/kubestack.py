@@ -95,6 +95,14 @@ class Plane:
         """User + system CPU time so far of one of the plane's processes ("kueue", "kube-apiserver"...)."""
         return proc_cpu_seconds(cluster._pids(Path(self.c.state_dir))[component])
 
+    def apply_kueue(self, queueing: str | None = None) -> None:
+        """kueue/ as shipped; `queueing` ("BestEffortFIFO", "StrictFIFO") overrides its two ClusterQueues'
+        queueingStrategy, for an A/B of that setting."""
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(KUEUE_DIR))
+        for cq in ("t2v-short", "t2v-long") if queueing else ():
+            self.kubectl("patch", "clusterqueue", cq, "--type", "merge",
+                         "-p", json.dumps({"spec": {"queueingStrategy": queueing}}))
+
     def apply(self, docs: list[dict]) -> None:
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(
             {"apiVersion": "v1", "kind": "List", "items": docs}))
