@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from scripts.bench.docsection import write_section  # noqa: E402
-from scripts.bench.kubestack import T2VStack, control_plane, log, pct  # noqa: E402
+from scripts.bench.kubestack import KUEUE_QUEUES, QUEUEING_STRATEGIES, T2VStack, control_plane, log, pct  # noqa: E402
 
 NAMESPACE = "t2v"  # kueue/40-localqueues.yaml makes it, with the LocalQueues
 TARGET_OVERHEAD_P95 = 2.0
@@ -253,7 +253,7 @@ def main() -> int:
     p.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
     p.add_argument("--set", action="append", default=[], metavar="T2V_NAME=VALUE",
                    help="a controller/API setting for this run (repeatable)")
-    p.add_argument("--queueing", choices=["BestEffortFIFO", "StrictFIFO"],
+    p.add_argument("--queueing", choices=QUEUEING_STRATEGIES,
                    help="queueingStrategy of kueue/'s two ClusterQueues for this run (default: as shipped)")
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--json", type=Path, help="write the summary and every video's stage times here")
@@ -263,7 +263,7 @@ def main() -> int:
     env = dict(kv.split("=", 1) for kv in args.set)
     with control_plane(keep=args.keep) as plane:
         plane.apply_kueue(args.queueing)
-        plane.wait_cluster_queues(["t2v-short", "t2v-long"])
+        plane.wait_cluster_queues(KUEUE_QUEUES)
         result = run_one(plane, args, env)
     print(table(result))
     if args.json:

@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from scripts.bench.docsection import write_section  # noqa: E402
-from scripts.bench.kubestack import T2VStack, control_plane, log, pct  # noqa: E402
+from scripts.bench.kubestack import KUEUE_QUEUES, QUEUEING_STRATEGIES, T2VStack, control_plane, log, pct  # noqa: E402
 from webapp.costmodel import DEFAULT_SECONDS_PER_UNIT, work_units  # noqa: E402
 
 GPUS = 8
@@ -438,7 +438,7 @@ def main() -> int:
                    help="a controller setting for every setup of this run (repeatable)")
     p.add_argument("--no-resume", action="store_true",
                    help="the pod stand-in throws a stopped item's denoising away (the job image before checkpoints)")
-    p.add_argument("--queueing", choices=["BestEffortFIFO", "StrictFIFO"],
+    p.add_argument("--queueing", choices=QUEUEING_STRATEGIES,
                    help="queueingStrategy of kueue/'s two ClusterQueues for this run (default: as shipped)")
     p.add_argument("--timeout", type=float, default=1500, help="seconds to wait for every video per setup")
     p.add_argument("--json", type=Path, help="write the results here")
@@ -455,7 +455,7 @@ def main() -> int:
     with control_plane() as plane:
         plane.apply_kueue(args.queueing)
         plane.apply(fifo_docs() + batch_job_docs())
-        plane.wait_cluster_queues(["t2v-short", "t2v-long", "t2v-fifo"])
+        plane.wait_cluster_queues([*KUEUE_QUEUES, "t2v-fifo"])
         for name in setups:
             log(f"setup {name}")
             results.append(run_setup(plane, name, args, schedule))

@@ -40,6 +40,8 @@ from tests.support.net import free_port  # noqa: E402
 from tests.support.procs import stop  # noqa: E402
 
 KUEUE_DIR = REPO / "kueue"
+KUEUE_QUEUES = ["t2v-short", "t2v-long"]  # kueue/20-clusterqueues.yaml
+QUEUEING_STRATEGIES = ["BestEffortFIFO", "StrictFIFO"]  # the choices of the benches' --queueing
 GROUP, VERSION = "kueue.x-k8s.io", "v1beta2"
 SELECTOR = "app.kubernetes.io/managed-by=t2v-controller"
 ANNOTATION_VIDEOS = "t2v.io/video-ids"  # controller/kube/jobs.py
@@ -96,10 +98,10 @@ class Plane:
         return proc_cpu_seconds(cluster._pids(Path(self.c.state_dir))[component])
 
     def apply_kueue(self, queueing: str | None = None) -> None:
-        """kueue/ as shipped; `queueing` ("BestEffortFIFO", "StrictFIFO") overrides its two ClusterQueues'
+        """kueue/ as shipped; `queueing` (one of QUEUEING_STRATEGIES) overrides its two ClusterQueues'
         queueingStrategy, for an A/B of that setting."""
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(KUEUE_DIR))
-        for cq in ("t2v-short", "t2v-long") if queueing else ():
+        for cq in KUEUE_QUEUES if queueing else ():
             self.kubectl("patch", "clusterqueue", cq, "--type", "merge",
                          "-p", json.dumps({"spec": {"queueingStrategy": queueing}}))
 
