@@ -56,17 +56,20 @@ def profile_kernels(fn: Callable[[], object], device: torch.device, top: int = 8
         by_name[evt.name] = by_name.get(evt.name, 0.0) + float(us)
     total = sum(by_name.values()) or 1.0
     kinds: dict[str, float] = {}
+    named: dict[str, float] = {}  # every kernel counted as attention, so a misfiled one shows
     gemm = 0.0
     for name, us in by_name.items():
         kind = attention_kind(name)
         if kind:
             kinds[kind] = kinds.get(kind, 0.0) + us
+            named[name[:160]] = round(us / 1000, 3)
         elif any(m in name.lower() for m in _GEMM_MARKS):
             gemm += us
     ranked = sorted(by_name.items(), key=lambda kv: -kv[1])[:top]
     return {
         "attention_kernel": "+".join(sorted(kinds, key=lambda k: -kinds[k])) or None,
         "attention_share": round(sum(kinds.values()) / total, 4),
+        "attention_kernels": named,
         "gemm_share": round(gemm / total, 4),  # the rest is elementwise work, copies, norms
         "device_ms": round(total / 1000, 3),
         "top_kernels": [{"name": n[:160], "ms": round(us / 1000, 3), "share": round(us / total, 4)}

@@ -52,8 +52,9 @@ PROMPT_TOKENS = 64  # a typical prompt; the empty negative prompt is 1 token (</
 STEPS_PER_VIDEO = 64
 REFERENCE_TFLOPS = 700.0  # the rate the issue's floor is counted at (304 s for a 163-frame video)
 MARK_BEGIN, MARK_END = "<!-- mochi_gpu:begin -->", "<!-- mochi_gpu:end -->"
-# Rough seconds each kind of row takes at 163 frames on an H100-class GPU, for --budget-s.
-COST_163 = {"sdpa": 5, "step": 25, "decode": 40, "compile": 200}
+# Rough seconds each kind of row takes at 163 frames on an H200 (2026-12-04 run: compile 35 s + the
+# timed calls), for --budget-s.
+COST_163 = {"sdpa": 5, "step": 25, "decode": 40, "compile": 90}
 
 
 @dataclass
@@ -78,10 +79,14 @@ class Row:
     attention_share: float | None = None  # of that forward's GPU time
     gemm_share: float | None = None  # matmul kernels' share; 1 - both = elementwise work, copies, norms
     top_kernels: list = field(default_factory=list)
+    attention_kernels: dict = field(default_factory=dict)  # name -> ms of every kernel counted as attention
     peak_gib: float | None = None
     max_abs_diff_vs_stock: float | None = None  # guided-step output, ours vs stock, same inputs
     rel_err_vs_stock: float | None = None
     max_abs_diff_vs_eager: float | None = None  # compiled rows: vs the eager row of the same processor
+    new_prompt_s: float | None = None  # compiled: first guided step with another prompt length
+    new_prompt_graphs: int | None = None  # graphs compiled for it (0: the compiled blocks were reused)
+    warm_compile_s: float | None = None  # compiled: first calls again after a dynamo reset (inductor's cache warm)
     notes: list[str] = field(default_factory=list)
 
 
@@ -143,14 +148,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _inputs(transformer, frames: int, height: int, width: int, batch: int, device: torch.device, dtype):
+def _inputs(transformer, frames: int, height: int, width: int, batch: int, device: torch.device, dtype,
+            prompt_tokens: int = PROMPT_TOKENS):
     lf, lh, lw = latent_shape(frames, height, width)
     cfg = transformer.config
     gen = torch.Generator("cpu").manual_seed(1)
     x = torch.randn(batch, cfg.in_channels, lf, lh, lw, generator=gen).to(device, dtype)
     text = torch.randn(batch, 256, cfg.text_embed_dim, generator=gen).to(device, dtype)
     mask = torch.zeros(batch, 256, dtype=torch.bool)
-    lengths = [1, PROMPT_TOKENS] if batch == 2 else [PROMPT_TOKENS]
+    lengths = [1, prompt_tokens] if batch == 2 else [prompt_tokens]
     for i, n in enumerate(lengths):
         mask[i, :n] = True
     t = torch.full((batch,), 500.0).to(device, dtype)
@@ -228,6 +234,22 @@ def make_plan(frames: list[int], attentions: list[str], compiles: list[bool], de
         plan += [("decode", longest, False, None)]
     if True in compiles:
         plan += [("step", longest, a, True) for a in order[1:]]
+    return plan
+
+
+def parse_rows(spec: str) -> list[tuple]:
+    """'step:163:ours:compiled,decode:163:tiled,sdpa:163' -> plan tuples as make_plan writes them."""
+    plan: list[tuple] = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        kind, frames, *rest = part.split(":")
+        if kind == "step":
+            plan.append(("step", int(frames), rest[0], rest[1:] == ["compiled"]))
+        elif kind == "decode":
+            plan.append(("decode", int(frames), rest[:1] != ["untiled"], None))
+        elif kind == "sdpa":
+            plan.append(("sdpa", int(frames), None, None))
+        else:
+            raise SystemExit(f"--rows: unknown row kind {kind!r} in {part!r} (step, decode, sdpa)")
     return plan
 
 
@@ -328,10 +350,12 @@ class Bench:
             row.forward_b1_s, _ = _time(lambda: _forward(tr, b1), main, args.warmup, args.iters)
             self._compare(row, out.float())
             del out
+            if compiled and self.args.recompile_checks:
+                self._recompile_checks(row, b2, b1)
             try:
                 prof = profile_kernels(lambda: _forward(tr, b1), main)
                 row.attention_kernel, row.attention_share = prof["attention_kernel"], prof["attention_share"]
-                row.gemm_share = prof["gemm_share"]
+                row.gemm_share, row.attention_kernels = prof["gemm_share"], prof["attention_kernels"]
                 row.top_kernels = prof["top_kernels"]
             except Exception as e:  # the profiler's API moves between torch versions; keep the timings
                 row.notes.append(f"profile failed: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
@@ -353,6 +377,24 @@ class Bench:
             row.split_ratio = row.step_split_s / row.step_1gpu_s
         if main.type == "cuda":
             row.peak_gib = torch.cuda.max_memory_allocated(main) / 2**30
+
+    def _recompile_checks(self, row: Row, b2, b1) -> None:
+        """What a pod pays for compilation after the first video: a new prompt length (should
+        reuse the compiled blocks) and a new process on the same node (inductor's disk cache)."""
+        import torch._dynamo as dynamo
+        from torch._dynamo.utils import counters
+
+        tr, main = self.transformer, self.main
+        other = _inputs(tr, row.frames, self.height, self.width, 2, main, self.dtype, prompt_tokens=PROMPT_TOKENS // 3)
+        graphs = counters["stats"]["unique_graphs"]
+        row.new_prompt_s, _ = _time(lambda: _forward(tr, other), main, 0, 1)
+        row.new_prompt_graphs = counters["stats"]["unique_graphs"] - graphs
+        dynamo.reset()
+        t0 = time.perf_counter()
+        _forward(tr, b2)
+        _forward(tr, b1)
+        _sync(main)
+        row.warm_compile_s = time.perf_counter() - t0
 
     def _compare(self, row: Row, out: torch.Tensor) -> None:
         """Output differences: ours vs stock (same frames, eager) and compiled vs eager."""
@@ -429,6 +471,15 @@ def table(report: dict) -> str:
                    f"{_fmt(r['step_split_s'], '.3f')} | {_fmt(r['tflops_step_1gpu'], '.0f')} | "
                    f"{_fmt(r['denoise_1gpu_s'], '.0f')} | {_fmt(r['floor_ratio'])} | {kernel} | "
                    f"{_fmt(r['peak_gib'], '.1f')} | {_fmt(r['max_abs_diff_vs_stock'], '.3g')}{note} |")
+    compiled = [r for r in report["rows"] if r["compiled"]]
+    if compiled:
+        out += ["", "| torch.compile | frames | attention | first calls (compile) s | new prompt length: first step s "
+                "(graphs compiled) | after a reset, inductor cache warm s | max abs diff vs eager |",
+                "|---|---|---|---|---|---|---|"]
+        for r in compiled:
+            out.append(f"| regional, per block | {r['frames']} | {r['attention']} | {_fmt(r['compile_s'], '.1f')} | "
+                       f"{_fmt(r.get('new_prompt_s'), '.2f')} ({_fmt(r.get('new_prompt_graphs'), 'd')}) | "
+                       f"{_fmt(r.get('warm_compile_s'), '.1f')} | {_fmt(r['max_abs_diff_vs_eager'], '.3g')} |")
     if report["decode"]:
         out += ["", "| VAE decode | frames | s | peak GiB |", "|---|---|---|---|"]
         for d in report["decode"]:
@@ -467,6 +518,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-decode", action="store_true", help="skip the VAE decode timings")
     parser.add_argument("--out", type=Path, help="JSON path (default scripts/bench/results/mochi_gpu[_smoke].json)")
     parser.add_argument("--docs", type=Path, help="markdown to update (default docs/performance.md; none in smoke)")
+    parser.add_argument("--rows", help="explicit plan instead of the default, e.g. "
+                        "'step:163:ours,step:163:ours:compiled,decode:163:tiled' (kinds: sdpa, step, decode)")
+    parser.add_argument("--recompile-checks", action="store_true",
+                        help="compiled rows also time a new prompt length and a warm-cache recompile")
     parser.add_argument("--from-json", type=Path, help="only rewrite --docs (default docs/performance.md) from a saved JSON")
     args = parser.parse_args(argv)
     if args.from_json:
@@ -485,7 +540,8 @@ def main(argv: list[str] | None = None) -> int:
 
     dynamo.config.cache_size_limit = 64  # 3 lengths x 2 processors x 2 batch sizes per block
     bench = Bench(args)
-    report = bench.run(make_plan(frames, attentions, compiles, decode=not args.no_decode))
+    plan = parse_rows(args.rows) if args.rows else make_plan(frames, attentions, compiles, decode=not args.no_decode)
+    report = bench.run(plan)
     print(table(json.loads(json.dumps(report, default=asdict))))
     return 0
 

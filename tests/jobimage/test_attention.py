@@ -92,3 +92,38 @@ def test_mask_plan_is_computed_once_per_forward(transformer, monkeypatch):
     _forward(transformer, x, text, mask)
     _forward(transformer, x, text, mask)  # same mask tensor on the next step: no new plan
     assert len(calls) == 1
+
+
+def _block_inputs(model, x, text, mask) -> dict:
+    """The keyword arguments the first transformer block receives in a real forward."""
+    seen = {}
+    hook = model.transformer_blocks[0].register_forward_pre_hook(
+        lambda mod, args, kwargs: seen.update(kwargs), with_kwargs=True)
+    try:
+        _forward(model, x, text, mask)
+    finally:
+        hook.remove()
+    return seen
+
+
+def test_one_compiled_block_serves_every_prompt_length(transformer):
+    """Under torch.compile the block is one graph (fullgraph: no break) and a new prompt length
+    reuses it (frame_count stays 1) with the eager result; the stock processor cannot do either."""
+    from torch._dynamo.testing import CompileCounter
+
+    install_attention(transformer)
+    block = transformer.transformer_blocks[0]
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 12, 2, 8, 12, generator=gen)
+    text = torch.randn(2, 256, TRANSFORMER_CONFIG["text_embed_dim"], generator=gen)
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    compiled = torch.compile(block, backend=counter, dynamic=False, fullgraph=True)
+    for lengths in ([1, 17], [1, 30], [12, 12], [256, 3]):
+        kwargs = _block_inputs(transformer, x, text, _mask(lengths))
+        with torch.no_grad():
+            got, want = compiled(**kwargs), block(**kwargs)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+    assert counter.frame_count == 1
+    torch._dynamo.reset()
