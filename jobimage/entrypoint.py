@@ -81,6 +81,9 @@ class UploadRetry:
                 time.sleep(wait)
 
 
+COMPILE_MODES = ("auto", "on", "off")
+
+
 @dataclass(frozen=True)
 class Settings:
     """The pod's environment, checked at start-up."""
@@ -91,6 +94,7 @@ class Settings:
     model_dir: Path
     devices: str | None
     upload_retry: UploadRetry = field(default_factory=UploadRetry)
+    compile_mode: str = "auto"  # T2V_COMPILE: auto (GPUs only), on, off
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -109,9 +113,12 @@ class Settings:
                             backoff_s=_number(env, "T2V_UPLOAD_BACKOFF_SECONDS", default.backoff_s, float, 0, 600),
                             max_backoff_s=_number(env, "T2V_UPLOAD_MAX_BACKOFF_SECONDS", default.max_backoff_s,
                                                   float, 0, 3600))
+        compile_mode = (env.get("T2V_COMPILE") or "auto").strip().lower()
+        if compile_mode not in COMPILE_MODES:
+            raise SetupError(f"T2V_COMPILE={env.get('T2V_COMPILE')!r} is not one of {', '.join(COMPILE_MODES)}")
         return cls(manifest_key=env["T2V_MANIFEST"], index=index, storage_url=env["T2V_STORAGE_URL"],
                    model_dir=Path(env["T2V_MODEL_DIR"]), devices=env.get("T2V_DEVICES") or None,
-                   upload_retry=retry)
+                   upload_retry=retry, compile_mode=compile_mode)
 
 
 def _number(env: Mapping[str, str], name: str, default: float, kind: type, low: float, high: float) -> float:
@@ -451,10 +458,11 @@ def run(settings: Settings, stop: StopSignal | None = None) -> ExitCode:
         for item in runnable:
             ItemRun(store, item).progress("loading")
         t0 = time.perf_counter()
-        workers = load_workers(folders[name], devices)
+        workers = load_workers(folders[name], devices, compile_mode=settings.compile_mode)
         load_seconds = time.perf_counter() - t0
         logger.info("model loaded", extra=log.kv(model=name, devices=[str(d) for d in devices],
-                                                 gpu=workers[0].gpu, seconds=round(load_seconds, 2)))
+                                                 gpu=workers[0].gpu, seconds=round(load_seconds, 2),
+                                                 compile=settings.compile_mode))
         try:
             stop.generating = True
             run_items(store, runnable, workers, load_seconds, outcome, settings.upload_retry, stop.event)
@@ -476,6 +484,12 @@ def main(env: Mapping[str, str] | None = None) -> int:
     log.setup()
     env = os.environ if env is None else env
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from T2V_MODEL_DIR only, never the network
+    # torch.compile's caches: inductor's default folder is named after the user, which a non-root
+    # uid without a passwd entry does not have, and Triton's is under a HOME a read-only root
+    # filesystem cannot write. T2V_COMPILE_CACHE on a node-local volume keeps them across pods.
+    compile_cache = Path(env.get("T2V_COMPILE_CACHE") or Path(tempfile.gettempdir()) / "t2v-compile")
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache / "inductor"))
+    os.environ.setdefault("TRITON_CACHE_DIR", str(compile_cache / "triton"))
     stop = StopSignal()
     previous = signal.signal(signal.SIGTERM, stop)
     # Restart system calls the signal interrupts: a SIGTERM that lands in the publishing thread must

@@ -192,3 +192,18 @@ def test_python_dash_m_jobimage(store, model_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert '"msg": "job finished"' in proc.stderr
     assert read_result(store, "cli").status == "succeeded"
+
+
+@pytest.mark.parametrize(("raw", "mode"), [(None, "auto"), ("OFF", "off"), (" on ", "on")])
+def test_compile_setting(raw, mode, tmp_path):
+    env = {"T2V_MANIFEST": "jobs/j/manifest.json", "T2V_STORAGE_URL": f"file://{tmp_path}", "T2V_MODEL_DIR": str(tmp_path)}
+    if raw is not None:
+        env["T2V_COMPILE"] = raw
+    assert entrypoint.Settings.from_env(env).compile_mode == mode
+
+
+def test_bad_compile_setting_stops_the_job_with_the_variable(tmp_path, capsys):
+    env = {"T2V_MANIFEST": "jobs/j/manifest.json", "T2V_STORAGE_URL": f"file://{tmp_path}",
+           "T2V_MODEL_DIR": str(tmp_path), "T2V_COMPILE": "fast"}
+    assert main(env) == ExitCode.BAD_SETUP
+    assert "T2V_COMPILE='fast' is not one of auto, on, off" in capsys.readouterr().err
