@@ -1,7 +1,7 @@
-"""The GPU-time cost model: latent tokens x denoising passes, its unit calibrated from finished runs.
+"""The GPU-time cost model: a video's transformer FLOPs, seconds per unit calibrated from finished runs.
 
 `estimated_gpu_seconds` on every video object and the short/long routing both use it. Until a
-model has finished runs, the unit is the H100 figure measured for Mochi; then it is the median of
+model has finished runs, the unit is the figure measured for Mochi on an H200; then it is the median of
 the model's recent runs (text encoding + denoising + VAE decode, as the job reports them), so a
 slower GPU, another model or the CPU `tiny` model get their own numbers without a setting.
 """
@@ -14,11 +14,18 @@ import time
 
 from sqlmodel import Session, select
 
+from jobimage import flops
 from webapp.models import Video
 from webapp.status import VideoStatus
 
-# ~304 s for 163 frames, 848x480, 64 steps with guidance on one H100 (docs/performance.md).
-DEFAULT_SECONDS_PER_UNIT = 304.0 / (28 * 30 * 53 * 64 * 2)
+# A unit is one TFLOP of Mochi's transformer (jobimage/flops.py): attention grows with the square of the
+# tokens, so seconds per unit stay flat across clip lengths (seconds per token varied 2.2x between 31
+# and 163 frames). Measured on one H200 (same compute as an H100), 2026-12-04, the job pod end to end
+# with torch.compile: 0.31 s text encoding + 64 guided steps of 5.93 s + 6.90 s VAE decode = 386.7
+# GPU-seconds for 163 frames at 848x480 (docs/performance.md, "Mochi on one GPU").
+_MEASURED_TFLOP = 64 * 2 * flops.forward_flops(flops.latent_tokens(num_frames=163, height=480, width=848)) / 1e12
+H200_SECONDS_PER_UNIT = (0.311 + 64 * 5.930 + 6.901) / _MEASURED_TFLOP
+DEFAULT_SECONDS_PER_UNIT = H200_SECONDS_PER_UNIT  # until a model has finished runs of its own
 SAMPLE = 20  # recent completed runs per model that set its unit
 SCAN = 500  # completed rows looked at to find them
 CACHE_SECONDS = 60.0  # an estimate: one query a minute per process is enough
@@ -28,10 +35,10 @@ _cache: dict[str, tuple[float, dict[str, float]]] = {}
 _lock = threading.Lock()
 
 
-def work_units(*, num_frames: int, width: int, height: int, steps: int, guidance: float) -> int:
-    """Latent tokens x steps, x2 with classifier-free guidance (two transformer passes per step)."""
-    tokens = ((num_frames - 1) // 6 + 1) * (height // 16) * (width // 16)
-    return tokens * steps * (2 if guidance > 1.0 else 1)
+def work_units(*, num_frames: int, width: int, height: int, steps: int, guidance: float) -> float:
+    """Transformer TFLOPs of one video: per step one forward, two with classifier-free guidance."""
+    tokens = flops.latent_tokens(num_frames=num_frames, height=height, width=width)
+    return flops.forward_flops(tokens) / 1e12 * steps * (2 if guidance > 1.0 else 1)
 
 
 def gpu_seconds(timings: dict | None) -> float | None:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 # cuDNN's fused attention kernels are named cudnn_generated_fort_native_sdpa_...; PyTorch's Flash
 # kernels pytorch_flash::flash_fwd_...; the memory-efficient ones fmha_cutlassF_...
 _ATTENTION_KERNELS = (
-    ("cudnn", ("cudnn", "fort_native_sdpa")),
+    ("cudnn", ("native_sdpa", "cudnn_sdpa")),  # not every cudnn kernel: convolutions are cudnn too
     ("flash", ("flash_fwd", "flash_attention", "flash::")),
     ("efficient", ("fmha", "cutlassf", "efficient_attention", "mem_eff")),
     ("math", ("softmax",)),

@@ -41,6 +41,7 @@ import warnings  # noqa: E402
 import torch  # noqa: E402
 
 from gpu_probes import profile_kernels, time_sdpa_backends  # noqa: E402
+from jobimage import flops  # noqa: E402
 from jobimage.attention import install_attention, install_stock_attention  # noqa: E402
 
 # diffusers' Mochi RoPE opens an fp32 autocast region; on CPU (smoke runs) torch warns on every call.
@@ -106,22 +107,14 @@ def latent_shape(frames: int, height: int, width: int) -> tuple[int, int, int]:
 
 
 def video_tokens(frames: int, height: int, width: int) -> int:
-    lf, lh, lw = latent_shape(frames, height, width)
-    return lf * (lh // 2) * (lw // 2)
+    return flops.latent_tokens(num_frames=frames, height=height, width=width)
 
 
 def forward_flops(cfg: dict, frames: int, height: int, width: int, text_tokens: int) -> float:
-    """Matmul FLOPs of one batch-1 transformer forward (linear layers + attention)."""
-    d = cfg["num_attention_heads"] * cfg["attention_head_dim"]
-    c = cfg["pooled_projection_dim"]
-    lf, lh, lw = latent_shape(frames, height, width)
-    p = cfg["patch_size"]
-    n = lf * (lh // p) * (lw // p)
-    t = text_tokens
-    visual = 4 * d * d + 3 * d * ((4 * d * 2) // 3)  # q, k, v, out + SwiGLU feed-forward
-    text = 3 * c * d + d * c + 3 * c * ((4 * c * 2) // 3)  # add_q/k/v, to_add_out, context feed-forward
-    attention = 4 * (n + t) ** 2 * d  # QK^T and AV
-    return cfg["num_layers"] * (2 * n * visual + 2 * t * text + attention)
+    """Matmul FLOPs of one batch-1 transformer forward of the model built from `cfg`."""
+    return flops.forward_flops(video_tokens(frames, height, width), prompt_tokens=text_tokens, layers=cfg["num_layers"],
+                               width=cfg["num_attention_heads"] * cfg["attention_head_dim"],
+                               context_width=cfg["pooled_projection_dim"])
 
 
 def build(smoke: bool, device: torch.device):

@@ -34,7 +34,7 @@ def scenario(name: str, store: LocalStore, args: argparse.Namespace, devices: st
     key = write_manifest(store, Manifest(job_name=name, items=items))
     env = {**os.environ, "T2V_MANIFEST": key, "T2V_STORAGE_URL": f"file://{store.root}",
            "T2V_MODEL_DIR": str(args.model_dir), "T2V_DEVICES": devices, "JOB_COMPLETION_INDEX": "0",
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "jobimage"], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0

@@ -77,9 +77,11 @@ def test_plan_puts_what_the_pod_runs_first():
     ("fmha_cutlassF_bf16_aligned_64x128_rf_sm80(PyTorchMemEffAttention::AttentionKernel)", "efficient"),
     ("void at::native::(anonymous namespace)::cunn_SoftMaxForward<8, c10::BFloat16>", "math"),
     ("aten::_scaled_dot_product_flash_attention_for_cpu", "flash"),
+    ("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc_tilesize128x128x64_cudnn", None),
+    ("void cudnn::engines_precompiled::nchwToNhwcKernel<__nv_bfloat16, __nv_bfloat16, float>", None),
     ("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x256x64_warpgroupsize2x1x1", None),
     ("void at::native::vectorized_elementwise_kernel<4, at::native::CUDAFunctor_add<float>>", None),
-], ids=["cudnn", "flash", "efficient", "math", "cpu-flash", "gemm", "elementwise"])
+], ids=["cudnn", "flash", "efficient", "math", "cpu-flash", "cudnn-conv", "cudnn-layout", "gemm", "elementwise"])
 def test_attention_kernel_names(name, kind):
     assert gpu_probes.attention_kind(name) == kind
 
