@@ -21,6 +21,7 @@ from jobcontract.storage import ObjectStore
 from webapp.db import session_for
 from webapp.models import Tenant, Video, WebhookDelivery
 from webapp.outbox import sign
+from webapp.webhook_targets import Policy, TargetRefused
 from webapp.settings import Settings
 from webapp.status import VideoStatus
 
@@ -38,10 +39,12 @@ class Housekeeper:
     """Sends due webhooks and deletes expired videos' files."""
 
     def __init__(self, settings: Settings, store: ObjectStore, *, http: httpx.Client | None = None,
-                 poll_seconds: float = 1.0) -> None:
+                 poll_seconds: float = 1.0, policy: Policy | None = None) -> None:
         self.settings = settings
         self.store = store
+        # Never follow a redirect: it could lead to an address the policy refuses.
         self.http = http or httpx.Client(timeout=settings.webhook_timeout_seconds, follow_redirects=False)
+        self.policy = policy or Policy(allow_private=settings.webhooks_may_reach_private)
         self.poll_seconds = poll_seconds
         self._stop = threading.Event()
         self._last_janitor = 0.0
@@ -98,10 +101,14 @@ class Housekeeper:
                    "webhook-signature": sign(secret, d.webhook_id, ts, d.payload), "user-agent": "t2v-webhooks/1"}
         status, error = None, None
         try:
-            resp = self.http.post(d.url, content=d.payload.encode(), headers=headers)
+            url, pinned, extensions = self.policy.request(d.url)  # checked again now, then pinned
+            resp = self.http.post(url, content=d.payload.encode(), headers={**headers, **pinned},
+                                  extensions=extensions)
             status = resp.status_code
             if not 200 <= status < 300:
                 error = f"receiver answered HTTP {status}"
+        except TargetRefused as e:
+            error = f"not sent: {e}"[:500]
         except httpx.HTTPError as e:
             error = f"{type(e).__name__}: {e}"[:500]
         with session_for(self.settings.db_url) as s:

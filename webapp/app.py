@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobcontract.storage import open_store
-from webapp.api import batches, health, queue, videos
+from webapp.api import batches, health, openapi, queue, videos
+from webapp import webhook_targets
 from webapp.auth import ensure_tenant
 from webapp.db import migrate, session_for
 from webapp.errors import APIError
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.store = open_store(settings.objects_url)
     app.state.metrics = health.make_metrics(settings.db_url)
     app.state.db_slots = anyio.Semaphore(settings.db_pool_size)  # see deps._db_slot
+    app.state.webhook_policy = webhook_targets.Policy(allow_private=settings.webhooks_may_reach_private)
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
@@ -122,4 +124,5 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(batches.router)
     app.include_router(queue.router)
     app.include_router(pages_router)
+    openapi.install(app, settings)
     return app

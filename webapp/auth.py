@@ -80,6 +80,16 @@ def list_keys(session: Session) -> list[ApiKey]:
     return list(session.exec(select(ApiKey).order_by(ApiKey.created_at.desc())))
 
 
+def names_a_key(authorization: str) -> bool:
+    """Whether the header carries a t2v key, well-formed or not (`Bearer t2v_...`).
+
+    OpenAI-style clients always send a bearer (the official SDK refuses to run without an
+    api_key), so where keys are optional any other bearer is not ours to judge and is ignored.
+    """
+    scheme, _, token = authorization.partition(" ")
+    return scheme.lower() == "bearer" and token.strip().startswith("t2v_")
+
+
 def authenticate(session: Session, authorization: str) -> ApiKey:
     """The key behind an `Authorization: Bearer t2v_...` header, or Unauthorized."""
     scheme, _, token = authorization.partition(" ")

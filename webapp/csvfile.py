@@ -7,9 +7,21 @@ import io
 from typing import Any
 
 from webapp.errors import APIError, InvalidCSV, InvalidParam
-from webapp.params import FIELDS, VideoSpec, parse_video
+from webapp.params import MAX_PROMPT_CHARS, TEXT_FIELDS, VideoSpec, parse_video
 
-CSV_COLUMNS = tuple(f for f in FIELDS if f != "metadata")
+CSV_COLUMNS = TEXT_FIELDS
+
+# The schema of a CSV body. JSON Schema cannot say "a CSV whose header has a prompt column and whose
+# rows pass parse_video", so the pattern gives the simplest such CSVs, every one of which is accepted
+# (up to the row and byte limits, which are 400 and 413): the header `prompt`, then rows of plain
+# text of at most MAX_PROMPT_CHARS characters (no quotes or commas, some non-space).
+_HALF = f"{{0,{MAX_PROMPT_CHARS // 2 - 1}}}"
+_ROW = f'[^\\r\\n",\\x00]{_HALF}[^\\s",\\x00][^\\r\\n",\\x00]{_HALF}'
+CSV_SCHEMA = {"type": "string", "contentMediaType": "text/csv",
+              "pattern": f"^prompt\\r?\\n{_ROW}(\\r?\\n{_ROW})*(\\r?\\n)?$",
+              "description": "UTF-8 CSV with a header row: 'prompt' and any of " + ", ".join(TEXT_FIELDS[1:])
+                             + " (RFC 4180 quoting), within the server's row and upload limits; the pattern "
+                             "describes the simplest accepted form."}
 
 
 def read_rows(data: bytes) -> list[dict[str, str]]:
@@ -51,7 +63,7 @@ def validate_rows(rows: list[dict[str, Any]], *, default_model: str, models: lis
         if row.get("__extra__"):
             bad.append({"row": n, "param": None, "message": "row has more cells than the header has columns"})
             continue
-        clean = {k: v for k, v in row.items() if v not in (None, "")}
+        clean = row if strict else {k: v for k, v in row.items() if v not in (None, "")}  # CSV: empty cell = default
         try:
             spec, _ = parse_video(clean, default_model=default_model, models=models, strict=strict)
             specs.append(spec)

@@ -71,13 +71,22 @@ class Caller:
         return None if self.admin else self.tenant
 
 
+def _checks_key(settings: Settings, header: str | None) -> bool:
+    """Whether the request's Authorization header is looked up: always where keys are required;
+    otherwise only when it names a t2v key (any other bearer, e.g. an OpenAI SDK's placeholder, is
+    ignored and the request is anonymous)."""
+    from webapp.auth import names_a_key
+
+    return bool(header) and (settings.auth_is_required or names_a_key(header))
+
+
 def current_caller(request: Request) -> Caller:
     """The tenant behind the request's API key; without one, the default tenant unless keys are required."""
     from webapp.auth import Unauthorized, authenticate
 
     header = request.headers.get("authorization")
     settings: Settings = request.app.state.settings
-    if header:
+    if _checks_key(settings, header):
         with session_for(settings.db_url, write=False) as s:
             key = authenticate(s, header)
         return Caller(tenant=key.tenant, admin=key.admin)
@@ -90,7 +99,7 @@ def current_caller(request: Request) -> Caller:
 
 async def _caller(request: Request) -> Caller:
     # A worker thread only when there is a key to look up in the database.
-    if request.headers.get("authorization"):
+    if _checks_key(request.app.state.settings, request.headers.get("authorization")):
         return await run_in_threadpool(current_caller, request)
     return current_caller(request)
 

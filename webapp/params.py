@@ -11,6 +11,7 @@ import math
 import random
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 # The pod's own limits (torch-free module): the API refuses what the pod would refuse.
@@ -31,6 +32,8 @@ DEFAULTS = {
 }
 FIELDS = ("prompt", "model", "seconds", "num_frames", "size", "seed", "negative_prompt",
           "num_inference_steps", "guidance_scale", "metadata")
+# Form fields and CSV cells are text: metadata (an object) comes only in JSON bodies.
+TEXT_FIELDS = tuple(f for f in FIELDS if f != "metadata")
 
 # Seconds as text: a plain decimal in (0, 5.43] (OpenAI sends strings such as "4").
 SECONDS_PATTERN = r"^(0?\.[0-9]*[1-9][0-9]*|0*[1-4](\.[0-9]+)?|0*5(\.([0-3][0-9]*|4|4[0-2][0-9]*|430*)?)?)$"
@@ -70,8 +73,9 @@ def frames_for_seconds(seconds: float) -> int:
     return min(MAX_FRAMES, 6 * k + 1)
 
 
-def _blank(v: Any) -> bool:
-    return v is None or (isinstance(v, str) and v.strip() == "")
+def _blank(v: Any, strict: bool = False) -> bool:
+    """An optional field left out: absent or null in JSON (`strict`); absent or empty as a form field."""
+    return v is None or (not strict and v == "")
 
 
 def _number(field: str, v: Any, kind: type, strict: bool = False) -> float | int:
@@ -109,35 +113,38 @@ def parse_video(raw: dict[str, Any], *, default_model: str, models: list[str],
 
     `strict` (JSON bodies): numbers must be JSON numbers; form fields and CSV cells are text.
     """
-    unknown = sorted(set(raw) - set(FIELDS))
+    fields = FIELDS if strict else TEXT_FIELDS
+    unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise InvalidParam(f"unknown field {unknown[0]!r}; accepted fields: {', '.join(FIELDS)}", param=unknown[0])
+        raise InvalidParam(f"unknown field {unknown[0]!r}; accepted fields: {', '.join(fields)}", param=unknown[0])
+    blank = partial(_blank, strict=strict)
 
     prompt = raw.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidParam(f"prompt is required and must be non-empty text, got {prompt!r}", param="prompt")
-    prompt = prompt.strip()
-    if len(prompt) > MAX_PROMPT_CHARS:
+    if len(prompt) > MAX_PROMPT_CHARS:  # as sent, spaces included: the limit the schema states
         raise InvalidParam(f"prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}", param="prompt")
+    prompt = prompt.strip()
     if "\x00" in prompt:
         raise InvalidParam("prompt must not contain NUL characters", param="prompt")
 
-    model = default_model if raw.get("model") in (None, "") else raw["model"]
+    model = default_model if blank(raw.get("model")) else raw["model"]
     if model not in models:
         raise InvalidParam(f"model {model!r} is not available here; available: {', '.join(models)}", param="model")
     defaults = DEFAULTS.get(model, DEFAULTS["mochi-1-preview"])
 
-    if not _blank(raw.get("num_frames")) and not _blank(raw.get("seconds")):
+    if not blank(raw.get("num_frames")) and not blank(raw.get("seconds")):
         raise InvalidParam("give seconds or num_frames, not both", param="num_frames")
-    if not _blank(raw.get("num_frames")):
+    if not blank(raw.get("num_frames")):
         frames = int(_number("num_frames", raw["num_frames"], int, strict))
         if frames not in ALLOWED_FRAMES:
             raise InvalidParam(
                 f"num_frames {frames} is not allowed: Mochi needs 6k+1 frames between {MIN_FRAMES} and "
                 f"{MAX_FRAMES} (7, 13, 19, ..., 85, ..., 163)", param="num_frames")
-    elif not _blank(raw.get("seconds")):
+    elif not blank(raw.get("seconds")):
         v = raw["seconds"]
-        if isinstance(v, str) and not re.fullmatch(SECONDS_PATTERN, v.strip()):
+        # JSON strings are OpenAI's "4"-style decimals; a form field is any number written as text.
+        if isinstance(v, str) and strict and not re.fullmatch(SECONDS_PATTERN, v.strip()):
             raise InvalidParam(f"seconds must be more than 0 and at most {MAX_FRAMES / FPS:.2f}, got {v!r}",
                                param="seconds")
         secs = float(_number("seconds", v, float))
@@ -148,9 +155,9 @@ def parse_video(raw: dict[str, Any], *, default_model: str, models: list[str],
     else:
         frames = defaults["num_frames"]
 
-    width, height = parse_size(raw["size"] if raw.get("size") not in (None, "") else defaults["size"])
+    width, height = parse_size(defaults["size"] if blank(raw.get("size")) else raw["size"])
 
-    seed_given = not _blank(raw.get("seed"))
+    seed_given = not blank(raw.get("seed"))
     if seed_given:
         seed = int(_number("seed", raw["seed"], int, strict))
         if not 0 <= seed <= MAX_SEED:
@@ -158,19 +165,19 @@ def parse_video(raw: dict[str, Any], *, default_model: str, models: list[str],
     else:
         seed = random.SystemRandom().randrange(0, 2**31)
 
-    negative = raw.get("negative_prompt") or ""
+    negative = "" if blank(raw.get("negative_prompt")) else raw["negative_prompt"]
     if not isinstance(negative, str) or len(negative) > MAX_PROMPT_CHARS or "\x00" in negative:
         raise InvalidParam(f"negative_prompt must be text of at most {MAX_PROMPT_CHARS} characters", param="negative_prompt")
 
     steps = defaults["num_inference_steps"]
-    if not _blank(raw.get("num_inference_steps")):
+    if not blank(raw.get("num_inference_steps")):
         steps = int(_number("num_inference_steps", raw["num_inference_steps"], int, strict))
         if not MIN_STEPS <= steps <= MAX_STEPS:
             raise InvalidParam(f"num_inference_steps must be between {MIN_STEPS} and {MAX_STEPS}, got {steps}",
                                param="num_inference_steps")
 
     guidance = defaults["guidance_scale"]
-    if not _blank(raw.get("guidance_scale")):
+    if not blank(raw.get("guidance_scale")):
         guidance = float(_number("guidance_scale", raw["guidance_scale"], float, strict))
         if not 0 <= guidance <= MAX_GUIDANCE:
             raise InvalidParam(f"guidance_scale must be between 0 and {MAX_GUIDANCE:g}, got {guidance:g}",
@@ -184,15 +191,9 @@ def parse_video(raw: dict[str, Any], *, default_model: str, models: list[str],
 
 
 def parse_metadata(v: Any) -> dict[str, str]:
-    if _blank(v):
+    """A JSON body's metadata: absent or null, or an object of at most MAX_METADATA_KEYS strings."""
+    if v is None:
         return {}
-    if isinstance(v, str):
-        import json
-
-        try:
-            v = json.loads(v)
-        except ValueError as e:
-            raise InvalidParam(f"metadata must be a JSON object of strings, got {v[:80]!r}", param="metadata") from e
     if not isinstance(v, dict) or len(v) > MAX_METADATA_KEYS:
         raise InvalidParam(f"metadata must be an object with at most {MAX_METADATA_KEYS} keys", param="metadata")
     out = {}
@@ -204,30 +205,47 @@ def parse_metadata(v: Any) -> dict[str, str]:
     return out
 
 
-def video_json_schema(*, models: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """The JSON schema of a video request: exactly what `parse_video` accepts (checked by fuzzing)."""
+METADATA_SCHEMA = {"type": "object", "maxProperties": MAX_METADATA_KEYS, "propertyNames": {"minLength": 1, "maxLength": 64},
+                   "additionalProperties": {"type": "string", "maxLength": 512}}
+
+
+def video_json_schema(*, models: list[str] | tuple[str, ...], form: bool = False,
+                      extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON schema of a video request: exactly what `parse_video` accepts (checked by fuzzing).
+
+    `form`: form fields are text, so a number is any decimal text (`seconds` has no string variant),
+    an empty field means the default, and there is no metadata; in JSON a null means the default.
+    `extra`: more properties of the request that parse_video does not read (webhook_url).
+    """
     text = "^[^\\x00]*\\S[^\\x00]*$"
+    seconds_number = {"type": "number", "exclusiveMinimum": 0, "maximum": round(MAX_FRAMES / FPS, 2)}
+    blank = {"type": "string", "maxLength": 0} if form else {"type": "null"}
+
+    def optional(prop: dict[str, Any]) -> dict[str, Any]:
+        described = {"description": prop.pop("description")} if "description" in prop else {}
+        return {"anyOf": [prop, blank], **described}
+
+    properties = {
+        "model": {"type": "string", "enum": list(models)},
+        "seconds": {**({"oneOf": [seconds_number, {"type": "string", "pattern": SECONDS_PATTERN}]} if not form
+                       else seconds_number),
+                    "description": f"Duration; rounded to Mochi's 6k+1 frames at {FPS} fps (at most {MAX_FRAMES / FPS:.2f})."},
+        "num_frames": {"type": "integer", "enum": list(ALLOWED_FRAMES),
+                       "description": "6k+1 between 7 and 163; give this or seconds."},
+        "size": {"type": "string", "enum": list(SIZES), "description": "WIDTHxHEIGHT; 848x480 is native."},
+        "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
+        "negative_prompt": {"type": "string", "maxLength": MAX_PROMPT_CHARS, "pattern": "^[^\\x00]*$"},
+        "num_inference_steps": {"type": "integer", "minimum": MIN_STEPS, "maximum": MAX_STEPS},
+        "guidance_scale": {"type": "number", "minimum": 0, "maximum": MAX_GUIDANCE},
+    }
+    if not form:
+        properties["metadata"] = dict(METADATA_SCHEMA)
+    given = {"not": blank}  # seconds and num_frames may not both be given (present and not blank)
     return {
         "type": "object",
         "required": ["prompt"],
         "additionalProperties": False,
-        "not": {"required": ["seconds", "num_frames"]},
-        "properties": {
-            "prompt": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS, "pattern": text},
-            "model": {"type": "string", "enum": list(models)},
-            "seconds": {"oneOf": [
-                {"type": "number", "exclusiveMinimum": 0, "maximum": round(MAX_FRAMES / FPS, 2)},
-                {"type": "string", "pattern": SECONDS_PATTERN}],
-                "description": f"Duration; rounded to Mochi's 6k+1 frames at {FPS} fps (at most {MAX_FRAMES / FPS:.2f})."},
-            "num_frames": {"type": "integer", "enum": list(ALLOWED_FRAMES),
-                           "description": "6k+1 between 7 and 163; give this or seconds."},
-            "size": {"type": "string", "enum": list(SIZES), "description": "WIDTHxHEIGHT; 848x480 is native."},
-            "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
-            "negative_prompt": {"type": "string", "maxLength": MAX_PROMPT_CHARS, "pattern": "^[^\\x00]*$"},
-            "num_inference_steps": {"type": "integer", "minimum": MIN_STEPS, "maximum": MAX_STEPS},
-            "guidance_scale": {"type": "number", "minimum": 0, "maximum": MAX_GUIDANCE},
-            "metadata": {"type": "object", "maxProperties": MAX_METADATA_KEYS,
-                         "propertyNames": {"minLength": 1, "maxLength": 64},
-                         "additionalProperties": {"type": "string", "maxLength": 512}},
-        },
+        "not": {"required": ["seconds", "num_frames"], "properties": {"seconds": given, "num_frames": given}},
+        "properties": {"prompt": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS, "pattern": text},
+                       **{name: optional(prop) for name, prop in properties.items()}, **(extra or {})},
     }

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     # Outgoing webhooks: per-attempt timeout, and how many attempts before a delivery is marked failed.
     webhook_timeout_seconds: float = Field(10.0, gt=0, le=120)
     webhook_max_attempts: int = Field(12, ge=1, le=50)
+    # Webhooks to loopback, private, link-local or cluster-internal addresses: allowed on the embedded
+    # default (one user, their own machine), refused in cluster mode (tenants must not reach in-cluster
+    # services through us). None = by mode; see webapp/webhook_targets.py.
+    webhook_private_targets: bool | None = None
     # How often the janitor looks for expired videos.
     janitor_interval_seconds: float = Field(300.0, gt=0)
     # Database connections of one process (one replica). A replica is one Python process, so it
@@ -117,6 +121,13 @@ class Settings(BaseSettings):
     def auth_is_required(self) -> bool:
         """Whether requests without an API key are refused."""
         return self.backend == Backend.kubernetes if self.auth_required is None else self.auth_required
+
+    @property
+    def webhooks_may_reach_private(self) -> bool:
+        """Whether webhook URLs may point at loopback, private or cluster-internal addresses."""
+        if self.webhook_private_targets is not None:
+            return self.webhook_private_targets
+        return self.backend == Backend.local
 
     @property
     def db_url(self) -> str:

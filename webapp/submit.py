@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from webapp import crud
-from webapp.errors import Conflict, InvalidParam
+from webapp.errors import Conflict, InvalidParam, NotFound
 from webapp.limits import check_submission, retention_seconds
 from webapp.models import Batch, IdempotencyKey, Video
 from webapp.costmodel import estimate, units_by_model
@@ -52,7 +52,12 @@ def submit_video(session: Session, *, spec: VideoSpec, seed_given: bool, tenant:
     for _ in range(2):
         existing = _replay(session, tenant=tenant, key=idempotency_key, digest=digest)
         if existing:
-            return crud.get_video(session, video_id=existing, tenant=tenant), False
+            try:
+                return crud.get_video(session, video_id=existing, tenant=tenant), False
+            except NotFound as e:  # the key's video was deleted since: replaying must not make another
+                raise Conflict(f"Idempotency-Key {idempotency_key!r} created video {existing}, which has since been "
+                               "deleted; send a new key to create another", param="Idempotency-Key",
+                               code="idempotency_key_reused") from e
         check_submission(session, tenant=tenant, new_videos=1)
         video = crud.add_video(session, spec=spec, tenant=tenant, priority="interactive",
                                queue=route_queue(spec, settings, units_by_model(session)),

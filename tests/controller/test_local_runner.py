@@ -66,6 +66,10 @@ def test_range_requests_return_exact_slices(api: TestClient, make_runner) -> Non
     assert tail.status_code == 206 and tail.content == whole[-10:]
     bad = api.get(f"/v1/videos/{vid}/content", headers={"Range": f"bytes={len(whole) + 5}-"})
     assert bad.status_code == 416 and bad.json()["error"]["param"] == "Range"
+    assert bad.headers["content-range"] == f"bytes */{len(whole)}"
+    for other in ("null", "bytes=1-2,5-6", "items=0-1", "bytes=-"):  # not one byte range: ignored (RFC 9110)
+        r = api.get(f"/v1/videos/{vid}/content", headers={"Range": other})
+        assert r.status_code == 200 and r.content == whole and "content-range" not in r.headers, other
 
 
 @pytest.mark.slow

@@ -33,4 +33,4 @@ def test_a_video_that_gives_up_leaves_no_files_behind(api: TestClient, run_setti
     body = api.get(f"/v1/videos/{vid}").json()
     assert body["status"] == "failed" and "exit 75" in body["error"]["message"]
     assert not any(store.exists(k) for k in keys.values())
-    assert api.get(f"/v1/videos/{vid}/content").status_code == 404
+    assert api.get(f"/v1/videos/{vid}/content").json()["error"]["code"] == "content_not_ready"  # 409: it failed

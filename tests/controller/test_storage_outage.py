@@ -133,7 +133,7 @@ def test_storage_down_through_every_attempt_fails_with_the_reason(api: TestClien
     keys = video_keys(vid)
     assert not store.exists(keys["video"]) and not store.exists(keys["result"])
     content = api.get(f"/v1/videos/{vid}/content")
-    assert content.status_code == 404 and content.json()["error"]["code"] == "content_not_ready"
+    assert content.status_code == 409 and content.json()["error"]["code"] == "content_not_ready"
     assert api.get("/v1/videos", params={"status": "completed"}).json()["data"] == []
 
 

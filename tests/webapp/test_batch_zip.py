@@ -28,7 +28,7 @@ def test_zip_holds_completed_videos_and_an_index(client: TestClient) -> None:
     b = client.post("/v1/batches", json={"videos": [{"prompt": "one", "seed": 1}, {"prompt": "two, with comma"},
                                                     {"prompt": "three"}]}).json()
     r = client.get(f"/v1/batches/{b['id']}/content")
-    assert r.status_code == 404 and r.json()["error"]["code"] == "content_not_ready"
+    assert r.status_code == 409 and r.json()["error"]["code"] == "content_not_ready"
     ids = [v["id"] for v in client.get("/v1/videos", params={"batch_id": b["id"], "order": "asc"}).json()["data"]]
     big = bytes(range(256)) * 4096  # 1 MiB: several storage chunks
     finish(client, ids[0], big)

@@ -117,9 +117,10 @@ def test_unknown_and_malformed_ids_are_404(client: TestClient) -> None:
         assert r.json()["error"]["type"] == "not_found_error"
 
 
-def test_content_is_404_until_completed(client: TestClient) -> None:
+def test_content_is_409_until_completed(client: TestClient) -> None:
+    """The video exists (not 404) but its content does not yet: a conflict with its state."""
     v = create(client)
-    err = assert_error(client.get(f"/v1/videos/{v['id']}/content"), 404, "video_id", "queued")
+    err = assert_error(client.get(f"/v1/videos/{v['id']}/content"), 409, "video_id", "queued")
     assert err["code"] == "content_not_ready"
 
 

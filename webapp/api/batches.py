@@ -19,36 +19,34 @@ from starlette.concurrency import run_in_threadpool
 from jobcontract.errors import ObjectNotFound
 from jobcontract.records import video_keys
 from jobcontract.storage import ObjectStore
-from webapp import actions, crud, presenters
-from webapp.api.body import read_limited
+from webapp import actions, crud, presenters, webhook_targets
+from webapp.api.body import check_webhook, read_limited
 from webapp.catalog import KNOWN_MODELS, available_models
-from webapp.csvfile import read_rows, validate_rows
+from webapp.csvfile import CSV_SCHEMA, read_rows, validate_rows
 from webapp.deps import CallerDep, SessionDep, SettingsDep, StoreDep
-from webapp.errors import InvalidParam, NotFound, TooLarge, UnsupportedMediaType
-from webapp.models import Batch, BatchList, BatchPublic, ErrorResponse
-from webapp.outbox import check_webhook_url, deliveries, delivery_public
-from webapp.params import parse_metadata, video_json_schema
+from webapp.errors import Conflict, InvalidParam, NotFound, TooLarge, UnsupportedMediaType
+from webapp.api.responses import errors
+from webapp.models import Batch, BatchList, BatchPublic
+from webapp.outbox import deliveries, delivery_public
+from webapp.params import METADATA_SCHEMA, parse_metadata, video_json_schema
 from webapp.status import VideoStatus
 from webapp.submit import batch_videos, body_hash, submit_batch
 
 log = logging.getLogger("t2v.webapp")
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
-ERRORS = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 409: {"model": ErrorResponse},
-          413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}}
 BATCH_SCHEMA = {
     "type": "object", "required": ["videos"],
     "properties": {
         "videos": {"type": "array", "minItems": 1, "items": video_json_schema(models=KNOWN_MODELS),
                    "description": "Video create requests (fields as POST /v1/videos)."},
-        "name": {"type": "string", "maxLength": 256},
-        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
-        "webhook_url": {"type": "string", "format": "uri"},
+        "name": {"anyOf": [{"type": "string", "maxLength": 256}, {"type": "null"}]},
+        "metadata": {"anyOf": [METADATA_SCHEMA, {"type": "null"}]},
+        "webhook_url": webhook_targets.JSON_SCHEMA,
     },
 }
-CSV_SCHEMA = {"type": "object", "required": ["file"], "properties": {
-    "file": {"type": "string", "format": "binary", "description": "CSV with a header row; 'prompt' required."},
-    "name": {"type": "string"}, "webhook_url": {"type": "string", "format": "uri"}}}
+UPLOAD_SCHEMA = {"type": "object", "required": ["file"], "additionalProperties": False, "properties": {
+    "file": CSV_SCHEMA, "name": {"type": "string", "maxLength": 256}, "webhook_url": webhook_targets.FORM_SCHEMA}}
 
 
 def check_id(batch_id: str) -> str:
@@ -64,14 +62,20 @@ async def _parse(request: Request, limit: int) -> tuple[list[dict[str, Any]], st
         if declared and declared.isdigit() and int(declared) > limit:
             raise TooLarge(f"upload is {declared} bytes; the limit is {limit}", param="file")
         form = await request.form()
+        if unknown := sorted(set(form) - set(UPLOAD_SCHEMA["properties"])):
+            raise InvalidParam(f"unknown field {unknown[0]!r}; a CSV upload has the fields file, name, webhook_url",
+                               param=unknown[0])
         upload = form.get("file")
-        if upload is None or isinstance(upload, str):
+        if upload is None:
             raise InvalidParam("multipart upload needs a 'file' field with the CSV", param="file")
-        data = await upload.read()
+        data = upload.encode() if isinstance(upload, str) else await upload.read()  # a file, or the CSV as text
         if len(data) > limit:
             raise TooLarge(f"CSV is {len(data)} bytes; the limit is {limit}", param="file")
-        name = str(form.get("name") or upload.filename or "")[:256]
-        hook = check_webhook_url(form.get("webhook_url"))
+        name = form.get("name") if isinstance(form.get("name"), str) else ""
+        name = name or ("" if isinstance(upload, str) else upload.filename or "")
+        if len(name) > 256:
+            raise InvalidParam(f"name has {len(name)} characters; the limit is 256", param="name")
+        hook = webhook_targets.check_syntax(form.get("webhook_url"))
         return read_rows(data), name, {}, body_hash([data.decode("utf-8", "replace"), hook]), hook
     if ctype in ("text/csv", "application/csv"):
         data = await read_limited(request, limit)
@@ -86,19 +90,19 @@ async def _parse(request: Request, limit: int) -> tuple[list[dict[str, Any]], st
             raise InvalidParam("JSON body must be an object with a 'videos' list", param="videos")
         if not all(isinstance(v, dict) for v in body["videos"]):
             raise InvalidParam("every item of 'videos' must be an object", param="videos")
-        name = body.get("name") or ""
+        name = "" if body.get("name") is None else body["name"]
         if not isinstance(name, str) or len(name) > 256:
             raise InvalidParam("name must be text of at most 256 characters", param="name")
         return (body["videos"], name, parse_metadata(body.get("metadata")), body_hash(body),
-                check_webhook_url(body.get("webhook_url")))
+                webhook_targets.check_syntax(body.get("webhook_url")))
     raise UnsupportedMediaType(f"content type {ctype!r} is not supported; upload a CSV as multipart/form-data "
                                "(field 'file'), text/csv, or send JSON", param="Content-Type")
 
 
-@router.post("", response_model=BatchPublic, responses=ERRORS, summary="Create a batch",
+@router.post("", response_model=BatchPublic, responses=errors(400, 409, 413, 415, 429), summary="Create a batch",
              openapi_extra={"requestBody": {"required": True, "content": {
-                 "application/json": {"schema": BATCH_SCHEMA}, "multipart/form-data": {"schema": CSV_SCHEMA},
-                 "text/csv": {"schema": {"type": "string"}}}}})
+                 "application/json": {"schema": BATCH_SCHEMA}, "multipart/form-data": {"schema": UPLOAD_SCHEMA},
+                 "text/csv": {"schema": CSV_SCHEMA}}}})
 async def create_batch(request: Request, session: SessionDep, settings: SettingsDep, caller: CallerDep,
                        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None
                        ) -> BatchPublic:
@@ -107,6 +111,7 @@ async def create_batch(request: Request, session: SessionDep, settings: Settings
     is_json = request.headers.get("content-type", "").split(";")[0].strip().lower() in ("application/json", "")
     specs = validate_rows(rows, default_model=settings.model, models=available_models(settings),
                           max_rows=settings.max_batch_rows, strict=is_json)
+    webhook_url = await check_webhook(request, webhook_url)
 
     def write() -> BatchPublic:
         batch, _ = submit_batch(session, specs=specs, tenant=caller.tenant, settings=settings, name=name,
@@ -118,7 +123,7 @@ async def create_batch(request: Request, session: SessionDep, settings: Settings
     return await run_in_threadpool(write)
 
 
-@router.get("", response_model=BatchList, responses=ERRORS, summary="List batches")
+@router.get("", response_model=BatchList, responses=errors(400, 404), summary="List batches")
 def list_batches(session: SessionDep, caller: CallerDep,
                  after: Annotated[str | None, Query(max_length=64)] = None,
                  limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -130,21 +135,21 @@ def list_batches(session: SessionDep, caller: CallerDep,
                      has_more=more)
 
 
-@router.get("/{batch_id}", response_model=BatchPublic, responses=ERRORS, summary="Retrieve a batch")
+@router.get("/{batch_id}", response_model=BatchPublic, responses=errors(404), summary="Retrieve a batch")
 def get_batch(batch_id: str, session: SessionDep, caller: CallerDep) -> BatchPublic:
     """A batch with its counts per status."""
     batch = crud.get_batch(session, batch_id=check_id(batch_id), tenant=caller.scope)
     return presenters.batches_public(session, [batch])[0]
 
 
-@router.get("/{batch_id}/webhooks", responses=ERRORS, summary="Webhook deliveries of a batch")
+@router.get("/{batch_id}/webhooks", responses=errors(404), summary="Webhook deliveries of a batch")
 def get_webhooks(batch_id: str, session: SessionDep, caller: CallerDep) -> dict:
     """The batch's webhook message with its delivery attempts."""
     batch = crud.get_batch(session, batch_id=check_id(batch_id), tenant=caller.scope)
     return {"object": "list", "data": [delivery_public(d) for d in deliveries(session, object_id=batch.id)]}
 
 
-@router.post("/{batch_id}/cancel", response_model=BatchPublic, responses=ERRORS, summary="Cancel a batch")
+@router.post("/{batch_id}/cancel", response_model=BatchPublic, responses=errors(404), summary="Cancel a batch")
 def cancel_batch(batch_id: str, session: SessionDep, caller: CallerDep) -> BatchPublic:
     """Cancel every video of the batch that has not finished; finished ones stay."""
     batch = crud.get_batch(session, batch_id=check_id(batch_id), tenant=caller.scope)
@@ -195,14 +200,14 @@ def _zip_stream(store: ObjectStore, files: list[tuple[str, str, int]], index: st
     yield sink.drain()
 
 
-@router.get("/{batch_id}/content", responses={**ERRORS, 200: {"content": {"application/zip": {}}}},
+@router.get("/{batch_id}/content", responses={**errors(404, 409), 200: {"content": {"application/zip": {}}}},
             summary="Download the finished videos of a batch as a zip", response_class=Response)
 def get_batch_content(batch_id: str, session: SessionDep, store: StoreDep, caller: CallerDep) -> Response:
     """A streamed zip of every completed video of the batch, with index.csv mapping rows to files."""
     batch = crud.get_batch(session, batch_id=check_id(batch_id), tenant=caller.scope)
     videos = [v for v in batch_videos(session, batch_id=batch.id) if v.status == VideoStatus.completed]
     if not videos:
-        raise NotFound(f"batch {batch.id} has no completed videos yet", param="batch_id", code="content_not_ready")
+        raise Conflict(f"batch {batch.id} has no completed videos yet", param="batch_id", code="content_not_ready")
     files, lines = [], io.StringIO()
     writer = csv.writer(lines)
     writer.writerow(["row", "file", "video_id", "seed", "prompt"])

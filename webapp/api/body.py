@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from webapp.errors import InvalidParam, TooLarge, UnsupportedMediaType
 
@@ -43,3 +44,10 @@ async def json_or_form(request: Request, limit: int) -> tuple[dict[str, Any], bo
         return {k: v for k, v in form.items() if isinstance(v, str)}, False
     raise UnsupportedMediaType(
         f"content type {ctype!r} is not supported; send application/json or form fields", param="Content-Type")
+
+
+async def check_webhook(request: Request, url: str | None) -> str | None:
+    """The app's webhook policy on a URL whose syntax passed: may resolve its host, so off the event loop."""
+    if url is None:
+        return None
+    return await run_in_threadpool(request.app.state.webhook_policy.check, url)

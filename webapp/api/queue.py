@@ -14,7 +14,8 @@ from sqlmodel import Session, col, func, select
 
 from webapp import crud
 from webapp.deps import CallerDep, SessionDep, SettingsDep
-from webapp.models import ErrorResponse, Video
+from webapp.api.responses import errors
+from webapp.models import Video
 from webapp.settings import Backend, Settings
 from webapp.status import VideoStatus
 
@@ -110,7 +111,7 @@ def queue_state(session: Session, *, request: Request, settings: Settings, tenan
                        gpus=Usage(in_use=gpu_use, total=gpus), waiting=waiting)
 
 
-@router.get("", response_model=QueuePublic, responses={400: {"model": ErrorResponse}}, summary="Queue state")
+@router.get("", response_model=QueuePublic, responses=errors(400), summary="Queue state")
 def get_queue(request: Request, session: SessionDep, settings: SettingsDep, caller: CallerDep,
               limit: Annotated[int, Query(ge=0, le=100)] = 10) -> QueuePublic:
     """Running and waiting counts per queue, busy slots and GPUs, and the first waiting videos."""

@@ -12,26 +12,23 @@ from sqlmodel import col
 
 from jobcontract.errors import ObjectNotFound
 from jobcontract.records import video_keys
-from webapp import actions, crud, presenters
-from webapp.api.body import json_or_form
+from webapp import actions, crud, presenters, webhook_targets
+from webapp.api.body import check_webhook, json_or_form
 from webapp.catalog import KNOWN_MODELS, available_models
 from webapp.deps import CallerDep, SessionDep, SettingsDep, StoreDep
 from webapp.errors import Conflict, NotFound, RangeNotSatisfiable
-from webapp.models import ErrorResponse, Video, VideoDeleted, VideoList, VideoPublic
-from webapp.outbox import check_webhook_url, deliveries, delivery_public
+from webapp.api.responses import errors
+from webapp.models import Video, VideoDeleted, VideoList, VideoPublic
+from webapp.outbox import deliveries, delivery_public
 from webapp.params import parse_video, video_json_schema
 from webapp.status import VideoStatus
 from webapp.submit import submit_video
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
-ERRORS = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 409: {"model": ErrorResponse},
-          413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}}
 ID_PATTERN = r"^video_[0-9a-z]{1,40}$"
-CREATE_SCHEMA = video_json_schema(models=KNOWN_MODELS)
-CREATE_SCHEMA["properties"]["webhook_url"] = {
-    "type": "string", "format": "uri", "maxLength": 2048,
-    "description": "POSTed the video object (Standard Webhooks signature) when it ends."}
+CREATE_SCHEMA = video_json_schema(models=KNOWN_MODELS, extra={"webhook_url": webhook_targets.JSON_SCHEMA})
+FORM_SCHEMA = video_json_schema(models=KNOWN_MODELS, form=True, extra={"webhook_url": webhook_targets.FORM_SCHEMA})
 
 
 def check_id(video_id: str) -> str:
@@ -41,19 +38,20 @@ def check_id(video_id: str) -> str:
     return video_id
 
 
-@router.post("", response_model=VideoPublic, responses=ERRORS, summary="Create a video",
+@router.post("", response_model=VideoPublic, responses=errors(400, 409, 413, 415, 429), summary="Create a video",
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/json": {"schema": CREATE_SCHEMA},
-                 "application/x-www-form-urlencoded": {"schema": CREATE_SCHEMA},
-                 "multipart/form-data": {"schema": CREATE_SCHEMA}}}})
+                 "application/x-www-form-urlencoded": {"schema": FORM_SCHEMA},
+                 "multipart/form-data": {"schema": FORM_SCHEMA}}}})
 async def create_video(request: Request, response: Response, session: SessionDep, settings: SettingsDep,
                        caller: CallerDep,
                        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> VideoPublic:
     """Queue a video; returns at once with status `queued`."""
     raw, is_json = await json_or_form(request, settings.max_upload_bytes)
-    webhook_url = check_webhook_url(raw.pop("webhook_url", None))
+    webhook_url = webhook_targets.check_syntax(raw.pop("webhook_url", None))
     spec, seed_given = parse_video(raw, default_model=settings.model, models=available_models(settings),
                                    strict=is_json)
+    webhook_url = await check_webhook(request, webhook_url)
 
     def write() -> tuple[VideoPublic, bool]:
         video, created = submit_video(session, spec=spec, seed_given=seed_given, tenant=caller.tenant,
@@ -67,7 +65,7 @@ async def create_video(request: Request, response: Response, session: SessionDep
     return public
 
 
-@router.get("", response_model=VideoList, responses=ERRORS, summary="List videos")
+@router.get("", response_model=VideoList, responses=errors(400, 404), summary="List videos")
 def list_videos(session: SessionDep, caller: CallerDep,
                 after: Annotated[str | None, Query(max_length=64)] = None,
                 limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -87,14 +85,14 @@ def list_videos(session: SessionDep, caller: CallerDep,
                                               last_id=data[-1].id if data else None, has_more=more))
 
 
-@router.get("/{video_id}", response_model=VideoPublic, responses=ERRORS, summary="Retrieve a video")
+@router.get("/{video_id}", response_model=VideoPublic, responses=errors(404), summary="Retrieve a video")
 def get_video(video_id: str, session: SessionDep, caller: CallerDep) -> Response:
     """One video's status and details."""
     video = crud.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
     return presenters.json_response(presenters.videos_public(session, [video])[0])
 
 
-@router.get("/{video_id}/events", responses=ERRORS, summary="Status history of a video")
+@router.get("/{video_id}/events", responses=errors(404), summary="Status history of a video")
 def get_events(video_id: str, session: SessionDep, caller: CallerDep) -> dict:
     """The append-only status log: every change with its time and reason."""
     video = crud.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
@@ -103,14 +101,14 @@ def get_events(video_id: str, session: SessionDep, caller: CallerDep) -> dict:
         for e in crud.events(session, video_id=video.id)]}
 
 
-@router.get("/{video_id}/webhooks", responses=ERRORS, summary="Webhook deliveries of a video")
+@router.get("/{video_id}/webhooks", responses=errors(404), summary="Webhook deliveries of a video")
 def get_webhooks(video_id: str, session: SessionDep, caller: CallerDep) -> dict:
     """Every webhook message for this video with its delivery attempts."""
     video = crud.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
     return {"object": "list", "data": [delivery_public(d) for d in deliveries(session, object_id=video.id)]}
 
 
-@router.post("/{video_id}/cancel", response_model=VideoPublic, responses=ERRORS, summary="Cancel a video")
+@router.post("/{video_id}/cancel", response_model=VideoPublic, responses=errors(404, 409), summary="Cancel a video")
 def cancel_video(video_id: str, session: SessionDep, caller: CallerDep) -> VideoPublic:
     """Stop a queued or running video; the runner/controller stops its job."""
     video = crud.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
@@ -124,7 +122,7 @@ def cancel_video(video_id: str, session: SessionDep, caller: CallerDep) -> Video
     return presenters.videos_public(session, [video])[0]
 
 
-@router.delete("/{video_id}", response_model=VideoDeleted, responses=ERRORS, summary="Delete a video")
+@router.delete("/{video_id}", response_model=VideoDeleted, responses=errors(404), summary="Delete a video")
 def delete_video(video_id: str, session: SessionDep, store: StoreDep, caller: CallerDep) -> VideoDeleted:
     """Cancel if needed, then remove the row, its events and its files."""
     video = crud.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
@@ -132,19 +130,24 @@ def delete_video(video_id: str, session: SessionDep, store: StoreDep, caller: Ca
     return VideoDeleted(id=video.id)
 
 
-RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+# One byte range (RFC 9110): `bytes=first-[last]` or `bytes=-suffix`. Any other Range is ignored and the
+# whole file sent, as RFC 9110 allows (several ranges, other units, bad syntax).
+RANGE = re.compile(r"bytes=([0-9]+-[0-9]*|-[0-9]+)")
 
 
-@router.get("/{video_id}/content", responses={**ERRORS, 206: {"description": "Partial content"},
+@router.get("/{video_id}/content", responses={**errors(400, 404, 409, 416), 206: {"description": "Partial content"},
                                               200: {"content": {"video/mp4": {}, "image/jpeg": {}}}},
             summary="Download the MP4 or its thumbnail", response_class=Response)
 def get_content(video_id: str, session: SessionDep, store: StoreDep, caller: CallerDep,
                 variant: Literal["video", "thumbnail"] = "video",
-                range_header: Annotated[str | None, Header(alias="Range")] = None) -> Response:
+                range_header: Annotated[str | None, Header(
+                    alias="Range", description="One byte range: bytes=first-last, bytes=first- or bytes=-suffix; "
+                                               "any other value is ignored and the whole file sent")] = None,
+                ) -> Response:
     """Stream the finished video (HTTP Range supported) or its JPEG thumbnail."""
     video = crud.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
     if video.status != VideoStatus.completed:
-        raise NotFound(f"video {video.id} is {video.status}; its content exists once it is completed",
+        raise Conflict(f"video {video.id} is {video.status}; its content exists once it is completed",
                        param="video_id", code="content_not_ready")
     if video.expired_at is not None:
         raise NotFound(f"video {video.id} expired at {int(video.expires_at or video.expired_at)} (Unix time) and "
@@ -160,15 +163,12 @@ def get_content(video_id: str, session: SessionDep, store: StoreDep, caller: Cal
                f'{"mp4" if variant == "video" else "jpg"}"', "Cache-Control": "private, max-age=3600",
                "ETag": f'"{video.sha256 or video.id}-{variant}"'}
     start, end, status = 0, size - 1, 200
-    if range_header:
-        m = RANGE.match(range_header.strip())
-        if not m or (not m[1] and not m[2]):
-            raise RangeNotSatisfiable(f"Range {range_header!r} is not a single bytes range", param="Range",
-                                      headers={"Content-Range": f"bytes */{size}"})
-        if m[1]:
-            start, end = int(m[1]), min(int(m[2]) if m[2] else size - 1, size - 1)
+    if range_header and RANGE.fullmatch(range_header.strip()):
+        first, _, last = range_header.strip().removeprefix("bytes=").partition("-")
+        if first:
+            start, end = int(first), min(int(last) if last else size - 1, size - 1)
         else:
-            start, end = max(0, size - int(m[2])), size - 1
+            start, end = max(0, size - int(last)), size - 1
         if start > end or start >= size:
             raise RangeNotSatisfiable(f"Range {range_header!r} is outside the {size}-byte file", param="Range",
                                       headers={"Content-Range": f"bytes */{size}"})

@@ -294,7 +294,7 @@ def rerun_video(request: Request, video_id: str, session: SessionDep, settings: 
            "num_inference_steps": old.num_inference_steps, "guidance_scale": old.guidance_scale,
            "metadata": dict(old.metadata_json or {})}
     try:
-        spec, _ = parse_video(raw, default_model=settings.model, models=available_models(settings))
+        spec, _ = parse_video(raw, default_model=settings.model, models=available_models(settings), strict=True)
     except APIError as e:  # e.g. its model is no longer available here
         return _form_error(request, "#form-error", e.message, e.param)
     video, _ = submit_video(session, spec=spec, seed_given=True, tenant=caller.tenant, settings=settings,

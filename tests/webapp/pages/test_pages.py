@@ -184,7 +184,7 @@ def test_batch_filter(client: TestClient) -> None:
 
 def test_queue_panel_and_api(client: TestClient) -> None:
     client.post("/v1/videos", json={"prompt": "short one"})
-    client.post("/v1/videos", json={"prompt": "long one", "num_frames": 163, "num_inference_steps": 100})
+    client.post("/v1/videos", json={"prompt": "long one", "num_frames": 163, "num_inference_steps": 100, "size": "848x480"})
     q = client.get("/v1/queue").json()
     assert q["object"] == "queue" and q["backend"] == "local"
     assert {x["name"]: (x["running"], x["waiting"]) for x in q["queues"]} == {"short": (0, 1), "long": (0, 1)}
