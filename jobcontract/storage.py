@@ -48,8 +48,12 @@ class ObjectStore(Protocol):
     def list(self, prefix: str) -> list[str]:
         """Keys under `prefix`, sorted."""
 
-    def presigned_url(self, key: str, *, expires: timedelta) -> str | None:
-        """A URL a browser can fetch directly, or None when the backend has none."""
+    def presigned_url(self, key: str, *, expires: timedelta, public_url: str | None = None,
+                      response_headers: dict[str, str] | None = None) -> str | None:
+        """A URL a client can GET directly until `expires` (Range requests included), or None when
+        the backend has none. `public_url` (scheme://host[:port]) is where clients reach the store
+        when that differs from where we do; `response_headers` override the response's Content-Type
+        and Content-Disposition."""
 
 
 def check_key(key: str) -> str:
@@ -131,7 +135,8 @@ class LocalStore:
             if p.is_file() and not p.name.startswith(".tmp-")
         )
 
-    def presigned_url(self, key: str, *, expires: timedelta) -> str | None:
+    def presigned_url(self, key: str, *, expires: timedelta, public_url: str | None = None,
+                      response_headers: dict[str, str] | None = None) -> str | None:
         return None
 
 
@@ -165,6 +170,8 @@ class S3Store:
                                          respect_retry_after_header=False))
         self.bucket = bucket
         self.endpoint = endpoint
+        self.region = region
+        self._public_clients: dict[str, object] = {}
         self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key,
                             secure=secure, region=region, http_client=http)
         if create_bucket:
@@ -236,8 +243,25 @@ class S3Store:
         return sorted(self._guard(lambda: [o.object_name for o in
                                            self.client.list_objects(self.bucket, prefix=prefix, recursive=True)]))
 
-    def presigned_url(self, key: str, *, expires: timedelta) -> str | None:
-        return self._guard(lambda: self.client.presigned_get_object(self.bucket, check_key(key), expires=expires))
+    def presigned_url(self, key: str, *, expires: timedelta, public_url: str | None = None,
+                      response_headers: dict[str, str] | None = None) -> str | None:
+        client = self._public_client(public_url) if public_url else self.client
+        return self._guard(lambda: client.presigned_get_object(self.bucket, check_key(key), expires=expires,
+                                                               response_headers=response_headers))
+
+    def _public_client(self, public_url: str):
+        """A client for the public endpoint, only for signing: the signature covers the host, and
+        signing makes no request when the region is known (asked once, of our own endpoint)."""
+        from minio import Minio
+
+        if public_url not in self._public_clients:
+            parsed = urllib.parse.urlparse(public_url)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise StorageError(f"public storage URL {public_url!r} must look like https://host[:port]")
+            region = self.region or self._guard(lambda: self.client._get_region(self.bucket))
+            self._public_clients[public_url] = Minio(parsed.netloc, credentials=self.client._provider,
+                                                     secure=parsed.scheme == "https", region=region)
+        return self._public_clients[public_url]
 
 
 def _why(e: Exception) -> str:

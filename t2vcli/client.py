@@ -21,7 +21,8 @@ class Client:
 
     def __init__(self, url: str, api_key: str | None = None, timeout: float = 30.0) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+        # Downloads may redirect to a presigned storage URL; httpx drops the API key when the host changes.
+        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout, follow_redirects=True)
 
     def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
         try:

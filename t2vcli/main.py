@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from t2vcli.client import Client, ClientError
+from t2vcli.progress import Reporter
 from webapp.errors import APIError
 
 
@@ -157,12 +158,23 @@ def _video_body(args: argparse.Namespace) -> dict:
     return body
 
 
+def _video_state(video: dict) -> str:
+    if video["status"] == "queued" and video.get("queue_position"):
+        return f"queued, position {video['queue_position']}"
+    return video["status"].replace("_", " ")
+
+
 def _follow(client: Client, video_id: str, args: argparse.Namespace) -> int:
     video = None
-    for video in client.wait(video_id, poll=args.poll):
-        if not args.json:
-            _print(video, args)
-    if args.json and video:
+    progress = None if args.json else Reporter(video_id)
+    try:
+        for video in client.wait(video_id, poll=args.poll):
+            if progress:
+                progress.update(int(video["progress"]), 100, _video_state(video))
+    finally:
+        if progress:
+            progress.close()
+    if video:
         _print(video, args)
     return 0 if video and video["status"] == "completed" else 1
 
@@ -210,11 +222,6 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bar(done: int, total: int, width: int = 30) -> str:
-    filled = int(width * done / total) if total else width
-    return "[" + "#" * filled + "-" * (width - filled) + f"] {done}/{total}"
-
-
 def cmd_batch(args: argparse.Namespace) -> int:
     client = _client(args)
     batch = client.batch_csv(Path(args.csv))
@@ -223,16 +230,19 @@ def cmd_batch(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(batch, indent=2))
         return 0
-    while True:
-        c = batch["counts"]
-        done = c["completed"] + c["failed"] + c["cancelled"]
-        print(f"\r{_bar(done, c['total'])}  completed {c['completed']}  failed {c['failed']}  "
-              f"running {c['in_progress']}  queued {c['queued']}", end="", file=sys.stderr, flush=True)
-        if batch["status"] in ("completed", "cancelled"):
-            print(file=sys.stderr)
-            break
-        time.sleep(args.poll)
-        batch = client.batch(batch["id"])
+    progress = Reporter(batch["id"])
+    try:
+        while True:
+            c = batch["counts"]
+            progress.update(c["completed"] + c["failed"] + c["cancelled"], c["total"],
+                            f"completed {c['completed']}, failed {c['failed']}, running {c['in_progress']}, "
+                            f"queued {c['queued']}")
+            if batch["status"] in ("completed", "cancelled"):
+                break
+            time.sleep(args.poll)
+            batch = client.batch(batch["id"])
+    finally:
+        progress.close()
     if args.json:
         print(json.dumps(batch, indent=2))
     return 0 if batch["counts"]["failed"] == 0 and batch["status"] == "completed" else 1

@@ -52,7 +52,13 @@ class Settings(BaseSettings):
     # Videos whose estimated GPU time is above this go to the `long` queue, the rest to `short`.
     long_queue_threshold_seconds: float = Field(120.0, gt=0)
     max_idempotency_key_chars: int = 255
+    # Downloads from S3/MinIO storage: GET .../content answers 302 to a presigned URL valid this long,
+    # so video bytes skip the webapp. None = on in cluster mode, off on the embedded default (whose
+    # file:// storage has no such URL anyway). s3_public_url: where clients reach the store, when not
+    # where we do (an in-cluster MinIO behind an ingress, say); empty = the storage URL's endpoint.
+    download_redirect: bool | None = None
     presign_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    s3_public_url: str = Field("", pattern=r"^(https?://[^/?#\s]+/?)?$")
     max_batch_rows: int = Field(5000, ge=1)
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     # API keys: None means required with the kubernetes backend, optional on the embedded default.
@@ -121,6 +127,11 @@ class Settings(BaseSettings):
     def auth_is_required(self) -> bool:
         """Whether requests without an API key are refused."""
         return self.backend == Backend.kubernetes if self.auth_required is None else self.auth_required
+
+    @property
+    def redirects_downloads(self) -> bool:
+        """Whether content downloads answer with a redirect to a presigned storage URL (S3 only)."""
+        return self.backend == Backend.kubernetes if self.download_redirect is None else self.download_redirect
 
     @property
     def webhooks_may_reach_private(self) -> bool:

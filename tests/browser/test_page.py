@@ -350,3 +350,33 @@ def test_with_api_keys_required_the_page_plays_and_downloads(server_factory, ope
     assert httpx.get(f"{web.url}/v1/videos/{vid}/content").status_code == 401
     page.get_by_text("API key").first.click()
     shot(page, "13-with-api-key")
+
+
+@pytest.mark.slow
+@pytest.mark.minio
+def test_video_plays_from_a_presigned_storage_url(server_factory, minio_server, open_page) -> None:
+    """S3 storage with download redirects (the cluster default): the page's player follows the 302 to
+    MinIO and plays from there; the webapp serves no video bytes."""
+    web = server_factory(env={"T2V_HTMX_SOURCE": "local", "T2V_STORAGE_URL": minio_server.url("t2v-page"),
+                              "T2V_DOWNLOAD_REDIRECT": "true", "T2V_S3_ACCESS_KEY": minio_server.access_key,
+                              "T2V_S3_SECRET_KEY": minio_server.secret_key})
+    vid = httpx.post(web.url + "/v1/videos", json={"prompt": "a lantern", "num_frames": 7, "size": "256x144",
+                                                   "num_inference_steps": 2}).json()["id"]
+    deadline = time.monotonic() + 240
+    while httpx.get(f"{web.url}/v1/videos/{vid}").json()["status"] != "completed" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    page, _ = open_page()
+    seen: list[tuple[int, str]] = []
+    page.on("response", lambda r: seen.append((r.status, r.url)))
+    page.goto(web.url + "/")
+    video = page.locator(f"#video-{vid} video")
+    duration = video.evaluate("""v => new Promise((ok, no) => {
+        if (v.readyState >= 1) return ok(v.duration);
+        v.addEventListener('loadedmetadata', () => ok(v.duration));
+        v.addEventListener('error', () => no(new Error('video error ' + (v.error && v.error.code))));
+        v.load();
+    })""")
+    assert duration > 0, duration
+    assert (302, f"{web.url}/v1/videos/{vid}/content") in seen, seen
+    assert any(status in (200, 206) and url.startswith(f"http://{minio_server.endpoint}/t2v-page/videos/{vid}/")
+               for status, url in seen), seen

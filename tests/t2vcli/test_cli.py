@@ -41,12 +41,46 @@ def test_submit_wait_download_ls_status(server, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_batch_with_progress_bar(server, tmp_path: Path) -> None:
+def test_batch_progress_in_a_log_is_a_few_plain_lines(server, tmp_path: Path) -> None:
+    """Not a terminal (a CI log): a line per tenth of the work or change of state, never a redraw."""
     csv = tmp_path / "p.csv"
-    csv.write_text("prompt,num_frames,size,num_inference_steps\none,7,256x144,2\ntwo,7,256x144,2\n")
-    r = t2v("batch", str(csv), "--wait", url=server.url)
+    csv.write_text("prompt,num_frames,size,num_inference_steps\n" + "".join(f"p{i},7,256x144,2\n" for i in range(4)))
+    r = t2v("batch", str(csv), "--wait", "--poll", "0.1", url=server.url)
     assert r.returncode == 0, r.stderr
-    assert "2/2" in r.stderr and "completed 2" in r.stderr
+    lines = r.stderr.splitlines()
+    assert "\r" not in r.stderr and "\x1b" not in r.stderr
+    assert lines[-1].split(": ", 1)[1].startswith("4/4 completed 4, failed 0")
+    # Polled every 0.1 s for seconds: dozens of polls, yet one line per step of the 4 videos (and the first).
+    assert len(lines) <= 1 + 1 + 4, lines
+
+
+@pytest.mark.slow
+def test_wait_in_a_terminal_redraws_one_line_with_an_eta(server) -> None:
+    """In a terminal (a pty here): a rich progress line redrawn in place, with elapsed time and an ETA."""
+    import pty
+
+    primary, secondary = pty.openpty()
+    env = {**os.environ, "T2V_URL": server.url, "COLUMNS": "160"}
+    proc = subprocess.Popen([sys.executable, "-m", "t2vcli.main", "submit", "a kite", "--frames", "7", "--size",
+                             "256x144", "--steps", "4", "--wait", "--poll", "0.1"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=secondary, text=True)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            data = os.read(primary, 65536)
+        except OSError:  # the child closed its end
+            break
+        if not data:
+            break
+        chunks.append(data)
+    out, _ = proc.communicate(timeout=300)
+    os.close(primary)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, screen
+    assert "eta" in screen and "elapsed" in screen and "100/100" in screen
+    assert "\r" in screen or "\x1b[" in screen  # redrawn in place, not appended
+    assert "completed" in out  # the final state on stdout
 
 
 def test_bad_csv_lists_rows_and_exits_nonzero(server, tmp_path: Path) -> None:

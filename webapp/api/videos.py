@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import RedirectResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from sqlmodel import col
 
@@ -136,9 +137,13 @@ RANGE = re.compile(r"bytes=([0-9]+-[0-9]*|-[0-9]+)")
 
 
 @router.get("/{video_id}/content", responses={**errors(400, 404, 409, 416), 206: {"description": "Partial content"},
+                                              302: {"description": "With S3 storage and redirects on (cluster "
+                                                    "default): Location is a presigned storage URL, valid "
+                                                    "T2V_PRESIGN_SECONDS, that serves the bytes and Range requests",
+                                                    "headers": {"Location": {"schema": {"type": "string"}}}},
                                               200: {"content": {"video/mp4": {}, "image/jpeg": {}}}},
             summary="Download the MP4 or its thumbnail", response_class=Response)
-def get_content(video_id: str, session: SessionDep, store: StoreDep, caller: CallerDep,
+def get_content(video_id: str, session: SessionDep, store: StoreDep, caller: CallerDep, settings: SettingsDep,
                 variant: Literal["video", "thumbnail"] = "video",
                 range_header: Annotated[str | None, Header(
                     alias="Range", description="One byte range: bytes=first-last, bytes=first- or bytes=-suffix; "
@@ -159,8 +164,15 @@ def get_content(video_id: str, session: SessionDep, store: StoreDep, caller: Cal
     except ObjectNotFound as e:
         raise NotFound(f"the {variant} of video {video.id} is missing from storage (expired or deleted)",
                        param="variant", code="content_missing") from e
-    headers = {"Accept-Ranges": "bytes", "Content-Disposition": f'inline; filename="{video.id}.'
-               f'{"mp4" if variant == "video" else "jpg"}"', "Cache-Control": "private, max-age=3600",
+    disposition = f'inline; filename="{video.id}.{"mp4" if variant == "video" else "jpg"}"'
+    if settings.redirects_downloads:
+        url = store.presigned_url(key, expires=timedelta(seconds=settings.presign_seconds),
+                                  public_url=settings.s3_public_url.rstrip("/") or None,
+                                  response_headers={"response-content-type": media,
+                                                    "response-content-disposition": disposition})
+        if url:  # the bytes come from storage, Range requests included; this answer must not outlive the URL
+            return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+    headers = {"Accept-Ranges": "bytes", "Content-Disposition": disposition, "Cache-Control": "private, max-age=3600",
                "ETag": f'"{video.sha256 or video.id}-{variant}"'}
     start, end, status = 0, size - 1, 200
     if range_header and RANGE.fullmatch(range_header.strip()):
