@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sqlmodel import Session, col, select
 
-from controller.metrics import ControllerMetrics
+from controller.metrics import RunMetrics
 from controller.results import apply_progress, settle
 from jobcontract.errors import StorageError
 from jobcontract.records import ExitCode, Item, Manifest, write_manifest
@@ -113,7 +113,7 @@ class LocalRunner:
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.jobs: dict[str, Job] = {}
         # The operator metrics of cluster mode under the same names; `t2v serve` adds them to /metrics.
-        self.metrics = ControllerMetrics(settings.db_url)
+        self.metrics = RunMetrics(settings.db_url)
         self._stop = threading.Event()
         self._dispatch_paused_until = 0.0  # monotonic; set when storage refused a manifest
 

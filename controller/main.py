@@ -8,7 +8,7 @@ import socket
 import threading
 import uuid
 
-from prometheus_client import start_http_server
+from prometheus_client import CollectorRegistry, start_http_server
 
 from controller.kube.api import KubeJobApi
 from controller.kube.leader import KubeLeaseApi, LeaderElector
@@ -33,13 +33,13 @@ def build_controller(settings: Settings) -> KubeController:
     return KubeController(cs, open_store(cs.objects_url), jobs, is_leader=elector.is_leader, watch=watch)
 
 
-def serve_metrics(controller: KubeController):
-    """Start the controller's /metrics endpoint on `metrics_address` (None when empty); returns the server."""
-    address = controller.settings.metrics_address
+def serve_metrics(address: str, registry: CollectorRegistry):
+    """Serve `registry` at http://`address`/metrics (`host:port`; port 0: any free one) on a daemon
+    thread; returns the server (`server_port`, `shutdown()`), or None for an empty address."""
     if not address:
         return None
     host, _, port = address.rpartition(":")
-    server, _ = start_http_server(int(port), addr=host.strip("[]"), registry=controller.metrics.registry)
+    server, _ = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
     log.info("metrics endpoint listening", extra={"address": f"{host}:{server.server_port}"})
     return server
 
@@ -47,7 +47,7 @@ def serve_metrics(controller: KubeController):
 def run_controller(settings: Settings) -> None:
     """`t2v controller`: the reconcile loop and its metrics endpoint, until the process ends."""
     controller = build_controller(settings)
-    server = serve_metrics(controller)
+    server = serve_metrics(controller.settings.metrics_address, controller.metrics.registry)
     try:
         controller.run_forever()
     finally:

@@ -29,12 +29,14 @@ log = logging.getLogger("t2v.metrics")
 WAIT_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
 # Cluster event -> database: well under a second with the Job watch; the resync period (5 s) without it.
 LAG_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 120, 300)
+LAG_EVENTS = ("admitted", "suspended", "finished")  # controller/kube/jobs.py event_time
 QUEUES = ("short", "long")  # Video.queue (webapp/submit.py routes by estimated GPU time)
 PASS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
-class ControllerMetrics:
-    """Every metric of one controller or runner, in a registry of its own (tests build many)."""
+class RunMetrics:
+    """The metrics of both modes (the local runner's and the controller's), in a registry of their own
+    (tests build many)."""
 
     def __init__(self, db_url: str | None = None) -> None:
         self.registry = r = CollectorRegistry()
@@ -52,8 +54,6 @@ class ControllerMetrics:
         self.failures = Counter("t2v_video_failures", "Failed videos by error code", ["queue", "reason"], registry=r)
         self.requeues = Counter("t2v_video_requeues", "Attempts that ended without a result and were queued again",
                                 ["queue"], registry=r)
-        self.preemptions = Counter("t2v_preemptions", "Running videos Kueue stopped (preempted or evicted), by reason",
-                                   ["queue", "reason"], registry=r)
         self.resumes = Counter("t2v_checkpoint_resumes", "Finished videos that resumed from a denoising checkpoint",
                                ["model"], registry=r)
         self.resumed_steps = Counter("t2v_checkpoint_resumed_steps",
@@ -63,14 +63,6 @@ class ControllerMetrics:
         self.work_units = Counter("t2v_run_work_units",
                                   "Work units (transformer TFLOPs, webapp/costmodel.py) of those same runs",
                                   ["model", "gpu"], registry=r)
-        self.lag = Histogram("t2v_watcher_lag_seconds", "Cluster event (Job admitted, suspended, finished) to its DB write",
-                             ["event"], buckets=LAG_BUCKETS, registry=r)
-        self.passes = Histogram("t2v_controller_pass_seconds", "Reconcile pass duration", ["kind"],
-                                buckets=PASS_BUCKETS, registry=r)
-        self.last_full_pass = Gauge("t2v_controller_last_full_pass_timestamp_seconds",
-                                    "When the last full pass (every Job, pod and position) ended", registry=r)
-        self.leader = Gauge("t2v_controller_leader", "1 while this controller holds the Lease and acts", registry=r)
-        self.pods = Gauge("t2v_job_pods", "Not-finished Job pods by state (leader only)", ["state"], registry=r)
         for queue in QUEUES:  # series at 0 from the start, so rate() sees the first increment too
             for series in (self.to_job, self.to_admission, self.to_running, self.starts, self.requeues):
                 series.labels(queue)
@@ -94,14 +86,6 @@ class ControllerMetrics:
         """The first pod (process) of `video` runs since `since`."""
         self.to_running.labels(video.queue).observe(max(0.0, since - video.created_at))
 
-    def preempted(self, video: Video, *, reason: str) -> None:
-        self.preemptions.labels(video.queue, reason).inc()
-
-    def watched(self, event: str, *, at: float | None, now: float) -> None:
-        """The DB now shows a cluster `event` that the API server dated `at` (None: not dated, not counted)."""
-        if at is not None:
-            self.lag.labels(event).observe(max(0.0, now - at))
-
     def settled(self, video: Video, outcome: str) -> None:
         """After results.settle: count the outcome, and the GPU time and resumes of a finished run."""
         if outcome == "requeued":
@@ -123,6 +107,37 @@ class ControllerMetrics:
             self.work_units.labels(video.model, gpu).inc(costmodel.work_units(
                 num_frames=video.num_frames, width=video.width, height=video.height,
                 steps=video.num_inference_steps, guidance=video.guidance_scale))
+
+
+
+class ControllerMetrics(RunMetrics):
+    """RunMetrics plus what only cluster mode has: Kueue preemptions, the watcher, the Lease, Job pods."""
+
+    def __init__(self, db_url: str | None = None) -> None:
+        super().__init__(db_url)
+        r = self.registry
+        self.preemptions = Counter("t2v_preemptions", "Running videos Kueue stopped (preempted or evicted), by reason",
+                                   ["queue", "reason"], registry=r)
+        self.lag = Histogram("t2v_watcher_lag_seconds", "Cluster event (Job admitted, suspended, finished) to its DB write",
+                             ["event"], buckets=LAG_BUCKETS, registry=r)
+        self.passes = Histogram("t2v_controller_pass_seconds", "Reconcile pass duration", ["kind"],
+                                buckets=PASS_BUCKETS, registry=r)
+        self.last_full_pass = Gauge("t2v_controller_last_full_pass_timestamp_seconds",
+                                    "When the last full pass (every Job, pod and position) ended", registry=r)
+        self.leader = Gauge("t2v_controller_leader", "1 while this controller holds the Lease and acts", registry=r)
+        self.pods = Gauge("t2v_job_pods", "Not-finished Job pods by state (leader only)", ["state"], registry=r)
+        for event in LAG_EVENTS:
+            self.lag.labels(event)
+        for kind in ("full", "changed"):
+            self.passes.labels(kind)
+
+    def preempted(self, video: Video, *, reason: str) -> None:
+        self.preemptions.labels(video.queue, reason).inc()
+
+    def watched(self, event: str, *, at: float | None, now: float) -> None:
+        """The DB now shows a cluster `event` that the API server dated `at` (None: not dated, not counted)."""
+        if at is not None:
+            self.lag.labels(event).observe(max(0.0, now - at))
 
     def job_pods(self, counts: dict[str, int] | None) -> None:
         """This pass's Job pods by state; None (not the leader: it does not look) removes the series."""

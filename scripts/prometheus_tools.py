@@ -1,19 +1,24 @@
-"""Build Prometheus's `promtool` from source, for the monitoring tests (manifests/components/monitoring).
+"""Prometheus's own tools for the monitoring tests (manifests/components/monitoring), from the Go module proxy.
 
-The same wrapper-module approach as the test control plane (scripts/testcluster_lib/build.py): a
-small generated module requires github.com/prometheus/prometheus at a pinned version and builds
-`cmd/promtool` with Go from the module proxy. The binary lands in its own cache folder and takes
-its own lock, so it never waits behind (or rebuilds) the control plane.
+- `promtool`, built from source with the same wrapper-module approach as the test control plane
+  (scripts/testcluster_lib/build.py): a small generated module requires
+  github.com/prometheus/prometheus at a pinned version and builds `cmd/promtool`. The binary lands
+  in its own cache folder and takes its own lock, so it never waits behind (or rebuilds) the
+  control plane.
+- The Prometheus Operator's CRDs (PodMonitor, PrometheusRule), as its Go module ships them, so the
+  test control plane can validate the component's objects.
 
-    python -m scripts.promtool build    # no-op when built
-    python -m scripts.promtool which    # print the path
+    python -m scripts.prometheus_tools build    # no-op when built
+    python -m scripts.prometheus_tools which    # print promtool's path
 """
 
 from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +29,8 @@ PROMETHEUS_VERSION = "v0.316.0"
 # promtool links every service-discovery plugin by default (AWS, Azure, GCE, ...); the rule checker
 # and its unit tests need none of them, and leaving them out halves the build.
 BUILD_TAGS = "remove_all_sd"
+PROMETHEUS_OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator"
+PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
 
 WRAPPER = b.Wrapper(
     name="prometheus",
@@ -66,8 +73,16 @@ def build() -> Path:
     return binary()
 
 
+def operator_crds(*kinds: str) -> list[Path]:
+    """The Prometheus Operator's CRD files for `kinds` (plural, e.g. `podmonitors`), from its Go module."""
+    out = subprocess.run([b.GO, "mod", "download", "-json", f"{PROMETHEUS_OPERATOR_MODULE}@{PROMETHEUS_OPERATOR_VERSION}"],
+                         capture_output=True, text=True, check=True, timeout=600)
+    folder = Path(json.loads(out.stdout)["Dir"]) / "example" / "prometheus-operator-crd"
+    return [folder / f"monitoring.coreos.com_{kind}.yaml" for kind in kinds]
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="promtool", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="prometheus_tools", description=__doc__.splitlines()[0])
     p.add_argument("cmd", choices=["build", "which"])
     args = p.parse_args(argv)
     path = build() if args.cmd == "build" else binary()
