@@ -53,3 +53,4 @@ def run_controller(settings: Settings) -> None:
     finally:
         if server is not None:
             server.shutdown()
+            server.server_close()

@@ -217,14 +217,15 @@ def finished_indexes(job: dict) -> set[int]:
     return out
 
 
-def workload_stop_reason(workload: dict | None) -> str:
-    """Kueue's reason for stopping an admitted Workload (e.g. `InCohortReclamation`), for a metric label."""
+def workload_stop(workload: dict | None) -> tuple[str, float | None]:
+    """Kueue's reason for stopping an admitted Workload (e.g. `InCohortReclamation`, a metric label)
+    and when it did; ("unknown", None) if the Workload does not say."""
     conds = {c.get("type"): c for c in ((workload or {}).get("status") or {}).get("conditions") or []}
     for kind in ("Preempted", "Evicted"):
         c = conds.get(kind)
         if c and c.get("status") == "True" and c.get("reason"):
-            return str(c["reason"])
-    return "unknown"
+            return str(c["reason"]), parse_time(c.get("lastTransitionTime"))
+    return "unknown", None
 
 
 def parse_time(value: str | None) -> float | None:
@@ -235,13 +236,12 @@ def parse_time(value: str | None) -> float | None:
 
 
 def event_time(job: dict, event: str) -> float | None:
-    """When the API server says a Job was `admitted` (unsuspended: its startTime), `suspended` or
-    `finished`; None if it does not say. Whole seconds: the API server drops the fraction."""
+    """When the API server says a Job was `admitted` (unsuspended: its startTime) or `finished`; None
+    if it does not say. Whole seconds: the API server drops the fraction. (When Kueue stopped a Job,
+    its Workload says first: workload_stop.)"""
     status = job.get("status") or {}
     if event == "admitted":
         return parse_time(status.get("startTime"))
     conds = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
-    if event == "suspended":
-        return parse_time((conds.get("Suspended") or {}).get("lastTransitionTime"))
     done = conds.get("Complete") or conds.get("SuccessCriteriaMet") or conds.get("Failed") or {}
     return parse_time(status.get("completionTime") or done.get("lastTransitionTime"))

@@ -32,7 +32,7 @@ from controller.kube.jobs import (
     job_name,
     local_queue,
     read_state,
-    workload_stop_reason,
+    workload_stop,
     workload_why,
 )
 from controller.kube.pods import PodView
@@ -218,6 +218,7 @@ class KubeController:
                 self._count_running(active, pods)
             elif state.suspended:
                 waiting.extend(active)
+                stopped_at: float | None = None
                 stopped = False
                 for v in active:
                     if v.status == VideoStatus.in_progress:
@@ -225,11 +226,12 @@ class KubeController:
                         workload = self._workload(name)
                         why = workload_why(workload) or f"preempted or evicted ({state.reason})"
                         if crud.transition(session, video=v, to=VideoStatus.queued, reason=f"{why}; queued again"):
-                            self.metrics.preempted(v, reason=workload_stop_reason(workload))
+                            reason, stopped_at = workload_stop(workload)
+                            self.metrics.preempted(v, reason=reason)
                             stopped = True
                 session.commit()
                 if stopped:
-                    self.metrics.watched("suspended", at=event_time(job, "suspended"), now=time.time())
+                    self.metrics.watched("suspended", at=stopped_at, now=time.time())
         if only is None:  # positions move with every Job: once per full pass is enough
             self._positions(session, waiting)
             self._indexes = {k: v for k, v in self._indexes.items() if k in by_job}

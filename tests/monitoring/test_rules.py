@@ -139,6 +139,7 @@ def test_every_metric_the_rules_and_dashboard_name_is_exported(server, tmp_path:
         controller = exported(httpx.get(f"http://127.0.0.1:{endpoint.server_port}/metrics", timeout=30).text)
     finally:
         endpoint.shutdown()
+        endpoint.server_close()
     everything = {**served, **controller}
 
     used: dict[str, set[str]] = {}
