@@ -9,14 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from controller.main import serve_metrics
 from tests.cluster.builders import eventually
 from tests.cluster.t2v_stack import Stack, apply_kueue, cluster_mode
 from tests.plugins.cluster import ClusterHandle
+from tests.support.metrics import scrape, total
 from webapp.costmodel import work_units
 
 pytestmark = pytest.mark.cluster
@@ -42,15 +41,13 @@ class Scraper:
 
     def total(self, name: str, **labels: str) -> float:
         """Sum of the samples of `name` whose labels include `labels`."""
-        want = set(labels.items())
-        text = httpx.get(self.url, timeout=30).text
-        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                   if s.name == name and want <= set(s.labels.items()))
+        return total(scrape(self.url), name, **labels)
 
     def until(self, expected: dict[tuple, float], timeout: float = 120) -> None:
         """Wait until every (name, {labels}) reads its expected value; the failure says what was read."""
         def read():
-            return {key: self.total(key[0], **dict(key[1])) for key in expected}
+            samples = scrape(self.url)
+            return {key: total(samples, key[0], **dict(key[1])) for key in expected}
 
         try:
             eventually(lambda: read() == expected or None, timeout=timeout, what="metrics")

@@ -7,24 +7,11 @@ import time
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.metrics import scrape, total
 from webapp import costmodel
 
 pytestmark = pytest.mark.slow
-
-
-def scrape(url: str) -> dict[tuple[str, frozenset], float]:
-    """(sample name, labels) -> value of one /metrics scrape."""
-    text = httpx.get(url + "/metrics", timeout=30).text
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for f in text_string_to_metric_families(text) for s in f.samples}
-
-
-def total(samples: dict, name: str, **labels: str) -> float:
-    """Sum of the samples of `name` whose labels include `labels`."""
-    want = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
 
 
 def wait_terminal(url: str, ids: list[str], timeout: float = 240) -> list[dict]:
@@ -38,7 +25,7 @@ def wait_terminal(url: str, ids: list[str], timeout: float = 240) -> list[dict]:
 
 
 def test_embedded_metrics_count_waits_finishes_failures_and_gpu_time(server) -> None:
-    before = scrape(server.url)
+    before = scrape(server.url + "/metrics")
     assert total(before, "t2v_video_starts_total") == 0
     assert total(before, "t2v_videos_waiting") == 0
     body = {"size": "256x144", "num_frames": 7, "num_inference_steps": 2}
@@ -48,7 +35,7 @@ def test_embedded_metrics_count_waits_finishes_failures_and_gpu_time(server) -> 
     done, failed = wait_terminal(server.url, [good["id"], bad["id"]])
     assert (done["status"], failed["status"]) == ("completed", "failed"), (done, failed)
 
-    after = scrape(server.url)
+    after = scrape(server.url + "/metrics")
     queue = done["queue"]
     assert queue == failed["queue"] == "short"
     # Each video waited, got its job process and ran once; nothing waits now.

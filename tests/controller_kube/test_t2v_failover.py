@@ -17,10 +17,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 from kubernetes import config
 
 from controller.kube.api import KubeJobApi
@@ -29,6 +27,7 @@ from controller.settings import ControllerSettings
 from tests.cluster.builders import eventually
 from tests.controller_kube.kube import REPO, PodWork, drop_queues, kwok_pod_annotations, make_queues
 from tests.plugins.cluster import ClusterHandle
+from tests.support.metrics import scrape
 from tests.support.net import free_port
 from webapp.app import create_app
 
@@ -55,9 +54,7 @@ class Replicas:
 
     def metric(self, pid: int, name: str) -> float | None:
         """A label-less sample of replica `pid`'s /metrics; None if it has none by that name."""
-        text = httpx.get(f"http://127.0.0.1:{self.metrics_ports[pid]}/metrics", timeout=10).text
-        return next((s.value for f in text_string_to_metric_families(text) for s in f.samples
-                     if s.name == name and not s.labels), None)
+        return scrape(f"http://127.0.0.1:{self.metrics_ports[pid]}/metrics").get((name, frozenset()))
 
     def kill(self, pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
