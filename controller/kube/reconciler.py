@@ -254,11 +254,12 @@ class KubeController:
         return outcome
 
     def _count_running(self, active: list[Video], pods: dict[str, PodView | None]) -> None:
-        """Submit -> running, once per video: its first pod seen running by this leader. A pod that
-        started before this process led was counted by the leader before (or is lost to a crash)."""
+        """Submit -> running, once per video: the first pod of its first attempt seen running by this
+        leader. A pod that started before this process led was counted by the leader before (or is
+        lost to a crash); a retry's time from submit would include the failed attempt."""
         for v in active:
             pod = pods.get(v.id)
-            if pod is None or pod.running_since is None or v.id in self._running_seen:
+            if pod is None or pod.running_since is None or v.attempt != 1 or v.id in self._running_seen:
                 continue
             self._running_seen.add(v.id)
             # The API server's times are whole seconds: a pod that started in our first second counts.
