@@ -21,11 +21,12 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/t2v serve --host $(HOST) --port $(PORT)
 
-# System packages (PostgreSQL, Chromium), the test control plane and MinIO built
+# System packages (PostgreSQL, Chromium), the test control plane, MinIO and promtool built
 # from source (cached under ~/.cache/t2v), and the local htmx copy.
 test-deps: $(STAMP)
 	bash scripts/install-test-deps.sh
 	$(BIN)/python scripts/testcluster build
+	$(BIN)/python -m scripts.prometheus_tools build
 	$(MAKE) htmx
 
 test: test-deps lint

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from sqlmodel import Session, col, select
 
+from controller.metrics import RunMetrics
 from controller.results import apply_progress, settle
 from jobcontract.errors import StorageError
 from jobcontract.records import ExitCode, Item, Manifest, write_manifest
@@ -111,6 +112,8 @@ class LocalRunner:
         self.state_dir = (settings.data_dir / "runner").resolve()
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.jobs: dict[str, Job] = {}
+        # The operator metrics of cluster mode under the same names; `t2v serve` adds them to /metrics.
+        self.metrics = RunMetrics(settings.db_url)
         self._stop = threading.Event()
         self._dispatch_paused_until = 0.0  # monotonic; set when storage refused a manifest
 
@@ -177,10 +180,13 @@ class LocalRunner:
                                          "job process (adopted after a restart) ended without a final result")
             retry = code not in (ExitCode.BAD_SETUP, ExitCode.BAD_ITEM) or job.kill_reason is not None
             outcomes = {}
-            for video in self._videos(session, job.video_ids):
+            videos = self._videos(session, job.video_ids)
+            for video in videos:
                 outcomes[video.id] = settle(session, store=self.store, video=video, exit_reason=reason,
                                             retry_allowed=retry, max_attempts=self.settings.max_attempts)
             session.commit()
+            for video in videos:
+                self.metrics.settled(video, outcomes[video.id])
             log.info("job finished", extra={"job": job.name, "exit_code": code, "outcomes": outcomes})
 
     def _progress(self, session: Session) -> None:
@@ -213,10 +219,11 @@ class LocalRunner:
                 log.info("adopting running job", extra={"job": name})
                 self.jobs[name] = Job(name=name, video_ids=[v.id for v in videos], slot=self._free_slot())
                 continue
-            for video in videos:
-                settle(session, store=self.store, video=video, exit_reason="its job process died",
-                       retry_allowed=True, max_attempts=self.settings.max_attempts + 1)
+            outcomes = [settle(session, store=self.store, video=video, exit_reason="its job process died",
+                               retry_allowed=True, max_attempts=self.settings.max_attempts + 1) for video in videos]
             session.commit()
+            for video, outcome in zip(videos, outcomes, strict=True):
+                self.metrics.settled(video, outcome)
             log.info("recovered videos of a dead job", extra={"job": name, "videos": [v.id for v in videos]})
 
     def _dispatch(self, session: Session) -> None:
@@ -295,10 +302,17 @@ class LocalRunner:
             logf.close()
         (self.state_dir / f"{name}.pid").write_text(str(proc.pid))
         self.jobs[name] = Job(name=name, video_ids=[v.id for v in claimed], slot=slot, proc=proc)
+        firsts = {v.id for v in claimed if v.started_at is None}
         for video in claimed:
             crud.transition(session, video=video, to=VideoStatus.in_progress, reason=f"started in job {name}",
                             now=now)
         session.commit()
+        # Here one moment is the Job, the admission (a free slot) and the running process.
+        self.metrics.job_created([(v.queue, v.created_at) for v in claimed if v.attempt == 1], now=now)
+        for video in claimed:
+            self.metrics.started(video, first=video.id in firsts, admitted_at=now)
+            if video.id in firsts:
+                self.metrics.running(video, since=now)
         log.info("job started", extra={"job": name, "videos": [v.id for v in claimed], "pid": proc.pid})
 
     def _signal(self, job: Job, signum: int) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
 import uuid
+
+from prometheus_client import CollectorRegistry, start_http_server
 
 from controller.kube.api import KubeJobApi
 from controller.kube.leader import KubeLeaseApi, LeaderElector
@@ -14,6 +17,8 @@ from controller.kube.watch import JobWatch
 from controller.settings import ControllerSettings
 from jobcontract.storage import open_store
 from webapp.settings import Settings
+
+log = logging.getLogger("t2v.controller")
 
 
 def build_controller(settings: Settings) -> KubeController:
@@ -26,3 +31,26 @@ def build_controller(settings: Settings) -> KubeController:
                             lease_seconds=cs.lease_seconds, renew_seconds=cs.renew_seconds)
     watch = JobWatch(jobs.list_version, jobs.watch_jobs, threading.Event(), timeout_seconds=cs.watch_timeout_seconds)
     return KubeController(cs, open_store(cs.objects_url), jobs, is_leader=elector.is_leader, watch=watch)
+
+
+def serve_metrics(address: str, registry: CollectorRegistry):
+    """Serve `registry` at http://`address`/metrics (`host:port`; port 0: any free one) on a daemon
+    thread; returns the server (`server_port`, `shutdown()`), or None for an empty address."""
+    if not address:
+        return None
+    host, _, port = address.rpartition(":")
+    server, _ = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+    log.info("metrics endpoint listening", extra={"address": f"{host}:{server.server_port}"})
+    return server
+
+
+def run_controller(settings: Settings) -> None:
+    """`t2v controller`: the reconcile loop and its metrics endpoint, until the process ends."""
+    controller = build_controller(settings)
+    server = serve_metrics(controller.settings.metrics_address, controller.metrics.registry)
+    try:
+        controller.run_forever()
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()

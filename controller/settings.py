@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from webapp.settings import Settings
 
@@ -85,3 +85,16 @@ class ControllerSettings(Settings):
     renew_seconds: float = Field(10.0, gt=0.5)
     # Upper bound of videos dispatched per pass, so one pass stays short under a 5,000-row CSV.
     dispatch_batch: int = Field(500, ge=1)
+    # `host:port` of the controller's Prometheus endpoint (/metrics), served by the leader and the
+    # followers alike (docs/operations.md says which series only the leader fills). All addresses,
+    # so the PodMonitor can reach it (manifests/components/monitoring); 8080 as controller-runtime's
+    # default, clear of the webapp's 8000. Empty: no endpoint; port 0: any free port.
+    metrics_address: str = "0.0.0.0:8080"
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _metrics_address(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if v and not (sep and host and port.isdigit() and int(port) <= 65535):
+            raise ValueError(f"T2V_METRICS_ADDRESS={v!r} must be host:port (e.g. 0.0.0.0:8080), or empty for none")
+        return v

@@ -78,12 +78,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_controller(args: argparse.Namespace) -> int:
-    from controller.main import build_controller
+    from controller.main import run_controller
     from webapp.settings import get_settings
 
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    build_controller(settings).run_forever()
+    run_controller(settings)
     return 0
 
 

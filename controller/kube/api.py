@@ -6,6 +6,8 @@ import json
 import os
 from typing import Protocol
 
+from controller.kube.pods import PodView, read_pod
+
 SELECTOR = "app.kubernetes.io/managed-by=t2v-controller"  # on every Job and pod the controller makes
 
 
@@ -27,8 +29,8 @@ class JobApi(Protocol):
     def pending_positions(self, local_queues: list[str]) -> dict[str, int]:
         """Workload name -> 1-based place in its ClusterQueue (Kueue's visibility API); {} if unavailable."""
 
-    def job_pod_nodes(self) -> dict[tuple[str, int], str]:
-        """(job name, completion index) -> node name of the pods scheduled so far."""
+    def job_pods(self, *, model_label: str = "") -> dict[tuple[str, int], PodView]:
+        """(job name, completion index) -> its pod that has not finished (node, state, running since)."""
 
     def ensure_local_queue(self, name: str, *, cluster_queue: str, tenant: str) -> None:
         """Create the Kueue LocalQueue `name` pointing at `cluster_queue` unless it exists."""
@@ -129,20 +131,20 @@ class KubeJobApi:
                 out[pw["metadata"]["name"]] = int(pw.get("positionInClusterQueue", 0)) + 1
         return out
 
-    def job_pod_nodes(self) -> dict[tuple[str, int], str]:
+    def job_pods(self, *, model_label: str = "") -> dict[tuple[str, int], PodView]:
         # Pods of finished Jobs stay until the Job's TTL ends (an hour): not listing them keeps a
         # pass's cost with the pods that run now, not with the last hour's.
         resp = self._core.list_namespaced_pod(self.namespace,
                                               label_selector=SELECTOR,
                                               field_selector="status.phase!=Succeeded,status.phase!=Failed",
                                               _preload_content=False)
-        out: dict[tuple[str, int], str] = {}
+        out: dict[tuple[str, int], PodView] = {}
         for pod in json.loads(resp.data)["items"]:
-            labels = pod["metadata"].get("labels") or {}
-            node = (pod.get("spec") or {}).get("nodeName")
-            job, index = labels.get("batch.kubernetes.io/job-name"), labels.get("batch.kubernetes.io/job-completion-index")
-            if node and job and index is not None:
-                out[(job, int(index))] = node
+            if (pod.get("metadata") or {}).get("deletionTimestamp"):
+                continue  # stopping (preempted, deleted): not the pod the index runs in
+            view = read_pod(pod, model_label=model_label)
+            if view is not None:
+                out[(view.job, view.index)] = view
         return out
 
     def ensure_local_queue(self, name: str, *, cluster_queue: str, tenant: str) -> None:

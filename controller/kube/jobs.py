@@ -6,6 +6,7 @@ the generic loop in controller/kube/reconciler.py only calls these.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from jobcontract.records import ExitCode, Manifest, manifest_key
@@ -19,6 +20,7 @@ LABEL_QUEUE = "t2v.io/queue"
 LABEL_MANAGED = "app.kubernetes.io/managed-by"
 ANNOTATION_VIDEOS = "t2v.io/video-ids"
 CONTAINER = "t2v"
+WAIT_CONTAINER = "wait-model-cache"  # init container: waits for the model cache's READY marker
 
 
 def job_name(first_video_id: str, attempt: int) -> str:
@@ -95,7 +97,7 @@ def build_job(settings: ControllerSettings, manifest: Manifest, unit: Unit) -> d
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         "initContainers": [{
             # `t2v model sync` writes <model>/READY last; wait for it rather than load half a model.
-            "name": "wait-model-cache", "image": settings.job_image,
+            "name": WAIT_CONTAINER, "image": settings.job_image,
             "command": ["sh", "-c", f"until {ready}; do echo waiting for the model cache READY; sleep 5; done"],
             "volumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": True}],
             "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
@@ -213,3 +215,33 @@ def finished_indexes(job: dict) -> set[int]:
                 lo, _, hi = part.strip().partition("-")
                 out.update(range(int(lo), int(hi or lo) + 1))
     return out
+
+
+def workload_stop(workload: dict | None) -> tuple[str, float | None]:
+    """Kueue's reason for stopping an admitted Workload (e.g. `InCohortReclamation`, a metric label)
+    and when it did; ("unknown", None) if the Workload does not say."""
+    conds = {c.get("type"): c for c in ((workload or {}).get("status") or {}).get("conditions") or []}
+    for kind in ("Preempted", "Evicted"):
+        c = conds.get(kind)
+        if c and c.get("status") == "True" and c.get("reason"):
+            return str(c["reason"]), parse_time(c.get("lastTransitionTime"))
+    return "unknown", None
+
+
+def parse_time(value: str | None) -> float | None:
+    """Unix seconds of an API server timestamp (RFC 3339, whole seconds or finer); None if absent."""
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def event_time(job: dict, event: str) -> float | None:
+    """When the API server says a Job was `admitted` (unsuspended: its startTime) or `finished`; None
+    if it does not say. Whole seconds: the API server drops the fraction. (When Kueue stopped a Job,
+    its Workload says first: workload_stop.)"""
+    status = job.get("status") or {}
+    if event == "admitted":
+        return parse_time(status.get("startTime"))
+    conds = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
+    done = conds.get("Complete") or conds.get("SuccessCriteriaMet") or conds.get("Failed") or {}
+    return parse_time(status.get("completionTime") or done.get("lastTransitionTime"))

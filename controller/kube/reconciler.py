@@ -26,15 +26,19 @@ from controller.kube.jobs import (
     Unit,
     build_job,
     cluster_queue,
+    event_time,
     finished_indexes,
     index_of,
     job_name,
     local_queue,
     read_state,
+    workload_stop,
     workload_why,
 )
+from controller.kube.pods import PodView
 from controller.kube.watch import JobWatch
 from controller.local_runner import item_for
+from controller.metrics import ControllerMetrics
 from controller.results import apply_progress, settle
 from controller.settings import ControllerSettings
 from jobcontract.errors import ContractError
@@ -54,15 +58,19 @@ class KubeController:
     """Dispatcher and watcher of cluster mode in one reconcile step."""
 
     def __init__(self, settings: ControllerSettings, store: ObjectStore, api: JobApi, *,
-                 is_leader=lambda: True, watch: JobWatch | None = None) -> None:
+                 is_leader=lambda: True, watch: JobWatch | None = None,
+                 metrics: ControllerMetrics | None = None) -> None:
         self.settings = settings
         self.store = store
         self.api = api
         self.is_leader = is_leader
+        self.metrics = metrics or ControllerMetrics(settings.db_url)
         self._stop = threading.Event()
         self.wake = watch.wake if watch is not None else threading.Event()
         self.watch = watch
-        self._nodes: dict[tuple[str, int], str] = {}
+        self._pods: dict[tuple[str, int], PodView] = {}  # (Job, completion index) -> its live pod
+        self._running_seen: set[str] = set()  # videos whose first running pod was counted
+        self._leader_since: float | None = None  # when this process last became the leader
         self._workloads: dict[str, dict] | None = None  # this pass's, listed when first needed
         self._workload_names: dict[str, str] = {}  # Job -> its Workload's name (fixed for the Job's life)
         self._indexes: dict[str, dict[str, int]] = {}  # Job -> video id -> completion index (manifest)
@@ -76,20 +84,40 @@ class KubeController:
     def _pass(self, changed: dict[str, dict | None] | None, *, dispatch_seconds: float | None = None) -> bool:
         """A full pass (`changed` None: list every Job), or one over just the Jobs in `changed` (name ->
         newest object, None if deleted); then dispatch. True if dispatch stopped at `dispatch_seconds`."""
-        if not self.is_leader():
+        if not self._lead():
             return False
+        started = time.monotonic()
         jobs = self.api.list_jobs() if changed is None else changed
         if changed is None:
             # Tenant LocalQueues are ensured again once per full pass: one an admin deleted (or a
             # namespace re-created) comes back within a resync, not at the next restart.
             self._queues_made.clear()
         if jobs:
-            self._nodes = self.api.job_pod_nodes()
+            self._pods = self.api.job_pods(model_label=self.settings.model_ready_node_label)
+        elif changed is None:
+            self._pods = {}
+        counts: dict[str, int] = {}
+        for pod in self._pods.values():
+            counts[pod.state] = counts.get(pod.state, 0) + 1
+        self.metrics.job_pods(counts)
         self._workloads = None
         with session_for(self.settings.db_url) as session:
             if jobs or changed is None:
                 self._follow(session, jobs, only=None if changed is None else set(changed))
-            return self._dispatch(session, jobs, seconds=dispatch_seconds)
+            more = self._dispatch(session, jobs, seconds=dispatch_seconds)
+        self.metrics.pass_done("full" if changed is None else "changed", time.monotonic() - started, now=time.time())
+        return more
+
+    def _lead(self) -> bool:
+        """Whether this process acts now; keeps the leader metrics (and their absence) in step."""
+        leader = self.is_leader()
+        self.metrics.leader.set(1 if leader else 0)
+        if not leader:
+            self._leader_since = None
+            self.metrics.job_pods(None)  # a follower does not look at pods: no stale numbers
+        elif self._leader_since is None:
+            self._leader_since = time.time()
+        return leader
 
     def run_forever(self) -> None:
         """A full pass every resync period, the watch's changed Jobs and new rows in between, until `stop()`."""
@@ -146,8 +174,7 @@ class KubeController:
                     self.api.delete_job(name)
                     log.info("deleted job of cancelled videos", extra={"job": name})
                 for v in videos:
-                    settle(session, store=self.store, video=v, exit_reason="cancelled", retry_allowed=False,
-                           max_attempts=self.settings.max_attempts)
+                    self._settle(session, v, "cancelled", retry_allowed=False)
                 session.commit()
                 continue
             if job is None:
@@ -155,51 +182,89 @@ class KubeController:
                     self._create(session, name, active)  # claimed, then crashed before the Job existed
                     continue
                 for v in active:
-                    settle(session, store=self.store, video=v, exit_reason=f"its Job {name} disappeared",
-                           retry_allowed=True, max_attempts=self.settings.max_attempts)
+                    self._settle(session, v, f"its Job {name} disappeared")
                 session.commit()
                 continue
             state = read_state(job)
             if not state.finished and (ended := finished_indexes(job)):
                 # Indexes end one by one: settle their videos now, not when the last index ends.
-                active = self._settle_ended(session, name, active, ended)
+                active = self._settle_ended(session, name, job, active, ended)
                 if not active:
                     continue
             if state.finished:
                 for v in active:
                     if v.status == VideoStatus.queued:  # ran and ended between two passes
-                        crud.transition(session, video=v, to=VideoStatus.in_progress,
-                                        reason=f"ran in Job {name}", queue_position=None)
-                outcomes = {v.id: settle(session, store=self.store, video=v, exit_reason=state.reason,
-                                         retry_allowed=True, max_attempts=self.settings.max_attempts)
-                            for v in videos}
+                        self._start(session, v, job, reason=f"ran in Job {name}")
+                outcomes = {v.id: self._settle(session, v, state.reason) for v in videos}
                 session.commit()
+                self.metrics.watched("finished", at=event_time(job, "finished"), now=time.time())
                 log.info("job finished", extra={"job": name, "outcomes": outcomes})
             elif state.running:
                 indexes = self._item_indexes(name) or {}
+                pods = {v.id: self._pods.get((name, indexes.get(v.id, -1))) for v in active}
                 for v in active:
-                    node = self._nodes.get((name, indexes.get(v.id, -1)))
+                    node = pods[v.id].node if pods[v.id] else None
                     if node and v.node != node:
                         v.node = node
                         session.add(v)
+                admitted = False
                 for v in active:
                     if v.status == VideoStatus.queued:
-                        crud.transition(session, video=v, to=VideoStatus.in_progress,
-                                        reason=f"admitted by Kueue; running in Job {name}", queue_position=None)
+                        admitted |= self._start(session, v, job, reason=f"admitted by Kueue; running in Job {name}")
                     apply_progress(session, store=self.store, video=v)
                 session.commit()
+                if admitted:
+                    self.metrics.watched("admitted", at=event_time(job, "admitted"), now=time.time())
+                self._count_running(active, pods)
             elif state.suspended:
                 waiting.extend(active)
+                stopped_at: float | None = None
+                stopped = False
                 for v in active:
                     if v.status == VideoStatus.in_progress:
                         # Kueue suspended an admitted Job: preempted or evicted; the same Job resumes.
-                        why = workload_why(self._workload(name)) or f"preempted or evicted ({state.reason})"
-                        crud.transition(session, video=v, to=VideoStatus.queued, reason=f"{why}; queued again")
+                        workload = self._workload(name)
+                        why = workload_why(workload) or f"preempted or evicted ({state.reason})"
+                        if crud.transition(session, video=v, to=VideoStatus.queued, reason=f"{why}; queued again"):
+                            reason, stopped_at = workload_stop(workload)
+                            self.metrics.preempted(v, reason=reason)
+                            stopped = True
                 session.commit()
+                if stopped:
+                    self.metrics.watched("suspended", at=stopped_at, now=time.time())
         if only is None:  # positions move with every Job: once per full pass is enough
             self._positions(session, waiting)
             self._indexes = {k: v for k, v in self._indexes.items() if k in by_job}
             self._workload_names = {k: v for k, v in self._workload_names.items() if k in by_job}
+            self._running_seen &= {v.id for v in rows if VideoStatus(v.status).is_active()}
+
+    def _start(self, session: Session, video: Video, job: dict, *, reason: str) -> bool:
+        """queued -> in_progress because its Job was admitted; counts the start (and a first admission)."""
+        first = video.started_at is None
+        if not crud.transition(session, video=video, to=VideoStatus.in_progress, reason=reason, queue_position=None):
+            return False
+        self.metrics.started(video, first=first, admitted_at=event_time(job, "admitted") or time.time())
+        return True
+
+    def _settle(self, session: Session, video: Video, reason: str, *, retry_allowed: bool = True) -> str:
+        """results.settle with this controller's attempt budget, counted in the metrics."""
+        outcome = settle(session, store=self.store, video=video, exit_reason=reason, retry_allowed=retry_allowed,
+                         max_attempts=self.settings.max_attempts)
+        self.metrics.settled(video, outcome)
+        return outcome
+
+    def _count_running(self, active: list[Video], pods: dict[str, PodView | None]) -> None:
+        """Submit -> running, once per video: the first pod of its first attempt seen running by this
+        leader. A pod that started before this process led was counted by the leader before (or is
+        lost to a crash); a retry's time from submit would include the failed attempt."""
+        for v in active:
+            pod = pods.get(v.id)
+            if pod is None or pod.running_since is None or v.attempt != 1 or v.id in self._running_seen:
+                continue
+            self._running_seen.add(v.id)
+            # The API server's times are whole seconds: a pod that started in our first second counts.
+            if self._leader_since is not None and pod.running_since >= int(self._leader_since) - 1:
+                self.metrics.running(v, since=pod.running_since)
 
     def _workload(self, job: str) -> dict | None:
         """The Workload of `job`; the first call in a pass lists them all (they are large: pod templates)."""
@@ -220,7 +285,8 @@ class KubeController:
             self._indexes[name] = {i.video_id: i.index for i in manifest.items}
         return self._indexes[name]
 
-    def _settle_ended(self, session: Session, name: str, active: list[Video], ended: set[int]) -> list[Video]:
+    def _settle_ended(self, session: Session, name: str, job: dict, active: list[Video], ended: set[int]
+                      ) -> list[Video]:
         """Settle the videos of Job indexes that ended; returns the videos still active in this Job."""
         indexes = self._item_indexes(name)
         if indexes is None:
@@ -230,10 +296,8 @@ class KubeController:
             if index not in ended:
                 continue
             if v.status == VideoStatus.queued:  # ran and ended between two passes
-                crud.transition(session, video=v, to=VideoStatus.in_progress, reason=f"ran in Job {name}",
-                                queue_position=None)
-            outcome = settle(session, store=self.store, video=v, exit_reason=f"index {index} of Job {name} ended",
-                             retry_allowed=True, max_attempts=self.settings.max_attempts)
+                self._start(session, v, job, reason=f"ran in Job {name}")
+            outcome = self._settle(session, v, f"index {index} of Job {name} ended")
             log.info("job index ended", extra={"job": name, "index": index, "video_id": v.id, "outcome": outcome})
         session.commit()
         return [v for v in active if VideoStatus(v.status).is_active() and v.job_name == name]
@@ -335,10 +399,13 @@ class KubeController:
             self._queues_made.add(queue)
         body = build_job(self.settings, manifest, unit)
         ids = [v.id for v in videos]
+        firsts = [(v.queue, v.created_at) for v in videos if v.attempt == 1]  # submit -> first Job
 
         def make() -> None:
             write_manifest(self.store, manifest)
             created = self.api.create_job(body)
+            if created:
+                self.metrics.job_created(firsts, now=time.time())
             log.info("job created" if created else "job already existed",
                      extra={"job": name, "videos": ids, "indexes": manifest.completions})
         return make

@@ -3,7 +3,7 @@
 Real `t2v controller` processes, real PostgreSQL, the real control plane; the job pods carry kwok's
 stage annotations (T2V_JOB_POD_ANNOTATIONS) and `PodWork` does their work. After every kill the
 other replica takes over and a new replica starts; in the end no video is lost and none ever had a
-second Job.
+second Job. Both replicas serve /metrics: the leader says so and counts, the follower says it is not.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from controller.settings import ControllerSettings
 from tests.cluster.builders import eventually
 from tests.controller_kube.kube import REPO, PodWork, drop_queues, kwok_pod_annotations, make_queues
 from tests.plugins.cluster import ClusterHandle
+from tests.support.metrics import scrape
+from tests.support.net import free_port
 from webapp.app import create_app
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
@@ -38,13 +40,21 @@ class Replicas:
     def __init__(self, env: dict[str, str], logs: Path) -> None:
         self.env, self.logs = env, logs
         self.procs: dict[int, subprocess.Popen] = {}
+        self.metrics_ports: dict[int, int] = {}  # pid -> its T2V_METRICS_ADDRESS port
 
     def start(self) -> int:
         log = open(self.logs / f"controller-{len(self.procs)}.log", "w")  # noqa: SIM115 - lives with the process
-        p = subprocess.Popen([str(Path(sys.executable).parent / "t2v"), "controller"], cwd=REPO, env=self.env,
+        port = free_port()
+        p = subprocess.Popen([str(Path(sys.executable).parent / "t2v"), "controller"], cwd=REPO,
+                             env={**self.env, "T2V_METRICS_ADDRESS": f"127.0.0.1:{port}"},
                              stdout=log, stderr=subprocess.STDOUT)
         self.procs[p.pid] = p
+        self.metrics_ports[p.pid] = port
         return p.pid
+
+    def metric(self, pid: int, name: str) -> float | None:
+        """A label-less sample of replica `pid`'s /metrics; None if it has none by that name."""
+        return scrape(f"http://127.0.0.1:{self.metrics_ports[pid]}/metrics").get((name, frozenset()))
 
     def kill(self, pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
@@ -121,6 +131,12 @@ def test_leader_killed_mid_dispatch_and_mid_watch_loses_nothing_and_makes_no_sec
         csv(8)
         # Mid-watch: Jobs made, pods running, the watch open.
         eventually(lambda: len(KubeJobApi(settings.namespace).list_jobs()) >= 3, timeout=60, what="first Jobs")
+        # Leader and follower both answer /metrics; only the leader acts (and counts Jobs it made).
+        follower = next(pid for pid in replicas.alive() if pid != first)
+        eventually(lambda: replicas.metric(first, "t2v_controller_leader") == 1
+                   and replicas.metric(follower, "t2v_controller_leader") == 0, what="leader gauges")
+        assert replicas.metric(first, "t2v_controller_last_full_pass_timestamp_seconds") > 0
+        assert replicas.metric(follower, "t2v_controller_last_full_pass_timestamp_seconds") == 0
         replicas.kill(first)
         submit(4)  # for the next leader to dispatch
         replicas.start()

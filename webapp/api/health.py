@@ -71,7 +71,13 @@ def readyz(request: Request) -> Response:
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 def metrics(request: Request) -> Response:
     """Prometheus text format."""
-    return Response(generate_latest(request.app.state.metrics[0]), media_type=CONTENT_TYPE_LATEST)
+    body = generate_latest(request.app.state.metrics[0])
+    # `t2v serve` (local backend): the runner's queue, wait, failure and GPU-time metrics, under the
+    # names the cluster controller serves on its own port (controller/metrics.py).
+    runner = getattr(request.app.state, "runner", None)
+    if runner is not None:
+        body += generate_latest(runner.metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 class MetricsMiddleware:
