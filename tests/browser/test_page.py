@@ -380,3 +380,37 @@ def test_video_plays_from_a_presigned_storage_url(server_factory, minio_server, 
     assert (302, f"{web.url}/v1/videos/{vid}/content") in seen, seen
     assert any(status in (200, 206) and url.startswith(f"http://{minio_server.endpoint}/t2v-page/videos/{vid}/")
                for status, url in seen), seen
+
+
+@pytest.mark.slow
+@pytest.mark.minio
+def test_with_keys_required_the_player_fetches_through_the_redirect(server_factory, minio_server, open_page) -> None:
+    """Cluster defaults (keys required, downloads redirected): the page fetches the MP4 with the key,
+    the browser follows the 302 to MinIO (dropping the key on the way, as fetch does across origins),
+    and plays the blob."""
+    web = server_factory(env={"T2V_HTMX_SOURCE": "local", "T2V_AUTH_REQUIRED": "true",
+                              "T2V_STORAGE_URL": minio_server.url("t2v-page-keys"), "T2V_DOWNLOAD_REDIRECT": "true",
+                              "T2V_S3_ACCESS_KEY": minio_server.access_key,
+                              "T2V_S3_SECRET_KEY": minio_server.secret_key})
+    with session_for(db_url(web)) as s:
+        _, token = create_key(s, tenant="acme")
+    auth = {"Authorization": f"Bearer {token}"}
+    vid = httpx.post(web.url + "/v1/videos", headers=auth, json={
+        "prompt": "a lantern", "num_frames": 7, "size": "256x144", "num_inference_steps": 2}).json()["id"]
+    deadline = time.monotonic() + 240
+    while (httpx.get(f"{web.url}/v1/videos/{vid}", headers=auth).json()["status"] != "completed"
+           and time.monotonic() < deadline):
+        time.sleep(0.5)
+    page, _ = open_page()
+    page.goto(web.url + "/")
+    page.evaluate(f"localStorage.setItem('t2v.apiKey', {token!r})")
+    page.reload()
+    video = page.locator(f"#video-{vid} video")
+    video.wait_for()
+    page.wait_for_function(f"document.querySelector('#video-{vid} video').src.startsWith('blob:')")
+    duration = video.evaluate("""v => new Promise((ok, no) => {
+        if (v.readyState >= 1) return ok(v.duration);
+        v.addEventListener('loadedmetadata', () => ok(v.duration));
+        v.addEventListener('error', () => no(new Error('video error ' + (v.error && v.error.code))));
+    })""")
+    assert duration > 0, duration
