@@ -22,6 +22,12 @@ class ControllerSettings(Settings):
     # within these. Change them with the ClusterQueues (docs/operations.md, Resize).
     short_queue_max_gpus: int = Field(6, ge=1)
     long_queue_max_gpus: int = Field(8, ge=1)
+    # What one job pod asks for besides its GPUs: Mochi's text encoder and VAE decode run on the CPU side
+    # of an 8 x H100 node with ~2 TB of memory; 96Gi leaves room for a 163-frame decode. Smaller nodes
+    # (the test node: 2 cores) set these lower; a pod over its memory limit is OOM-killed and retried.
+    job_cpu_request: str = "8"
+    job_memory_request: str = "64Gi"
+    job_memory_limit: str = "96Gi"
     # Items per pod (per completion index): the model load (~60 s from NVMe) is paid once per pod, so
     # 4 items of ~5 min each keep it under 5 % of the pod's time while a lost pod loses little work.
     items_per_pod: int = Field(4, ge=1, le=64)

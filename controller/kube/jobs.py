@@ -106,8 +106,9 @@ def build_job(settings: ControllerSettings, manifest: Manifest, unit: Unit) -> d
             "env": env,
             "envFrom": [{"secretRef": {"name": settings.storage_secret, "optional": True}}],
             "resources": {
-                "requests": {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": gpus},
-                "limits": {"memory": "96Gi", "nvidia.com/gpu": gpus},
+                "requests": {"cpu": settings.job_cpu_request, "memory": settings.job_memory_request,
+                             "nvidia.com/gpu": gpus},
+                "limits": {"memory": settings.job_memory_limit, "nvidia.com/gpu": gpus},
             },
             "volumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": True},
                              {"name": "tmp", "mountPath": "/tmp"},

@@ -34,6 +34,8 @@ CLUSTER_DOMAIN = "cluster.local"
 # The kubelet looks for device plugins in this fixed folder (k8s.io/kubelet deviceplugin v1beta1).
 DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")
 SYSCTLS = {"net.bridge.bridge-nf-call-iptables": "1"}  # kube-proxy's Service rules see bridged traffic
+# The model cache folder of manifests/overlays/testnode (its hostPath); `teardown` removes it.
+TEST_MODEL_CACHE = Path("/var/lib/t2v-testnode")
 COMPONENTS = ["containerd", "kubelet", "fakegpu", "kube-proxy", "coredns"]
 
 
@@ -255,6 +257,7 @@ def teardown(state: Path) -> None:
         # kube-proxy's own clean-up removes its KUBE-* chains and rules in every table.
         _sh(str(b.binary("kube-proxy")), "--cleanup", check=False)
     (DEVICE_PLUGIN_DIR / "t2v-fakegpu.sock").unlink(missing_ok=True)
+    _sh("rm", "-rf", str(TEST_MODEL_CACHE), check=False)
     _remove_network(state)
 
 
