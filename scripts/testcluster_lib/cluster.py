@@ -419,6 +419,8 @@ def up(state: Path, *, nodes: int = 1, gpus_per_node: int = 8, node: bool = Fals
         "--allow-privileged=true", "--disable-admission-plugins",
         "TaintNodesByCondition" if node else "ServiceAccount,TaintNodesByCondition",
         "--enable-aggregator-routing=false",
+        # `kubectl logs` and `exec` reach a real node at its address (no DNS name for it on this machine).
+        "--kubelet-preferred-address-types", "InternalIP,Hostname",
         "--proxy-client-cert-file", str(pki / "front-proxy-client.crt"),
         "--proxy-client-key-file", str(pki / "front-proxy-client.key"),
         "--requestheader-client-ca-file", str(pki / "ca.crt"),

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -33,7 +35,13 @@ POD_SUBNET = "10.244.0.0/24"
 CLUSTER_DOMAIN = "cluster.local"
 # The kubelet looks for device plugins in this fixed folder (k8s.io/kubelet deviceplugin v1beta1).
 DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")
-SYSCTLS = {"net.bridge.bridge-nf-call-iptables": "1"}  # kube-proxy's Service rules see bridged traffic
+# kube-proxy's Service rules must see bridged traffic, and a pod's packet to a Service IP is routed back
+# onto the bridge after its DNAT.
+SYSCTLS = {"net.bridge.bridge-nf-call-iptables": "1", "net.ipv4.ip_forward": "1"}
+# Pods may talk to each other and to the node, never past it: nothing from the bridge is forwarded
+# elsewhere (no masquerade either, so no answer could come back).
+FORWARD_RULE = ["FORWARD", "-i", BRIDGE, "!", "-o", BRIDGE, "-m", "comment", "--comment",
+                "t2v test node: pods stay on the bridge", "-j", "DROP"]
 # The model cache folder of manifests/overlays/testnode (its hostPath); `teardown` removes it.
 TEST_MODEL_CACHE = Path("/var/lib/t2v-testnode")
 COMPONENTS = ["containerd", "kubelet", "fakegpu", "kube-proxy", "coredns"]
@@ -77,7 +85,8 @@ def make_network(state: Path) -> None:
     (node / "bridge").write_text(BRIDGE)
     _sh("ip", "addr", "add", f"{NODE_IP}/24", "dev", BRIDGE)
     _sh("ip", "link", "set", BRIDGE, "up")
-    _sh("modprobe", "br_netfilter", check=False)  # built in on some kernels
+    if shutil.which("modprobe"):
+        _sh("modprobe", "br_netfilter", check=False)  # built in on some kernels (and no modprobe there)
     old = {}
     for key, value in SYSCTLS.items():
         p = _sh("sysctl", "-n", key, check=False)
@@ -86,10 +95,49 @@ def make_network(state: Path) -> None:
         old[key] = p.stdout.strip()
         _sh("sysctl", "-w", f"{key}={value}")
     (node / "sysctl.json").write_text(json.dumps(old))
+    (node / "iptables-chains.json").write_text(json.dumps(_iptables_chains()))
+    _sh("iptables", "-I", *FORWARD_RULE)
+    (node / "forward-rule").write_text("inserted")
+
+
+def _iptables_chains() -> dict[str, list[str]]:
+    """Chain names per table (iptables-save), to tell the chains the kubelet and kube-proxy add from others."""
+    tables: dict[str, list[str]] = {}
+    table = ""
+    for line in _sh("iptables-save").stdout.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+            tables[table] = []
+        elif line.startswith(":"):
+            tables[table].append(line[1:].split()[0])
+    return tables
+
+
+def _remove_added_chains(before: dict[str, list[str]]) -> None:
+    """Delete the KUBE-* chains made since `up` (kube-proxy --cleanup leaves the kubelet's), and the rules
+    in other chains that jump to them."""
+    for table, chains in _iptables_chains().items():
+        added = [c for c in chains if c.startswith("KUBE-") and c not in before.get(table, [])]
+        if not added:
+            continue
+        for line in _sh("iptables-save", "-t", table).stdout.splitlines():
+            parts = shlex.split(line)
+            if parts[:1] == ["-A"] and "-j" in parts and parts[parts.index("-j") + 1] in added \
+                    and parts[1] not in added:
+                _sh("iptables", "-t", table, "-D", *parts[1:], check=False)
+        for c in added:
+            _sh("iptables", "-t", table, "-F", c, check=False)
+        for c in added:
+            _sh("iptables", "-t", table, "-X", c, check=False)
 
 
 def _remove_network(state: Path) -> None:
     node = state / "node"
+    if (node / "forward-rule").is_file():
+        while _sh("iptables", "-D", *FORWARD_RULE, check=False).returncode == 0:
+            pass
+    if (node / "iptables-chains.json").is_file():
+        _remove_added_chains(json.loads((node / "iptables-chains.json").read_text()))
     if (node / "bridge").is_file():
         _sh("ip", "link", "del", BRIDGE, check=False)
     if (node / "sysctl.json").is_file():
@@ -108,7 +156,8 @@ def _containerd_config(state: Path) -> Path:
         "cniVersion": "0.4.0", "name": "t2v",
         "plugins": [
             # No ipMasq: pods talk only to each other and to the node, so the bridge adds no iptables rule.
-            {"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False, "hairpinMode": True,
+            {"type": "bridge", "bridge": BRIDGE, "isGateway": True, "isDefaultGateway": True, "ipMasq": False,
+             "hairpinMode": True,
              "ipam": {"type": "host-local", "dataDir": str(cni / "ipam"),
                       "ranges": [[{"subnet": POD_SUBNET, "rangeStart": "10.244.0.10", "gateway": NODE_IP}]]}},
             {"type": "loopback"},
@@ -156,6 +205,7 @@ def _kubelet_config(state: Path, ports: dict[str, int], pki: Path) -> Path:
         "authorization": {"mode": "AlwaysAllow"},
         "containerRuntimeEndpoint": f"unix://{socket(state)}",
         "clusterDNS": [NODE_IP], "clusterDomain": CLUSTER_DOMAIN, "resolvConf": "/etc/resolv.conf",
+        "podLogsDir": str(state / "node" / "pod-logs"),
         # The images exist only here (no registry to pull them again): never garbage-collect them.
         "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
         "evictionHard": {"memory.available": "200Mi", "nodefs.available": "2%", "imagefs.available": "2%"},
@@ -258,6 +308,10 @@ def teardown(state: Path) -> None:
         _sh(str(b.binary("kube-proxy")), "--cleanup", check=False)
     (DEVICE_PLUGIN_DIR / "t2v-fakegpu.sock").unlink(missing_ok=True)
     _sh("rm", "-rf", str(TEST_MODEL_CACHE), check=False)
+    # The kubelet links every container's log into this fixed folder; drop the links into our state.
+    for link in Path("/var/log/containers").glob("*.log"):
+        if link.is_symlink() and str(state) in os.readlink(link):
+            link.unlink()
     _remove_network(state)
 
 

@@ -22,6 +22,14 @@ def test_defaults_are_the_embedded_ones(tmp_path: Path, monkeypatch: pytest.Monk
     assert (s.backend.value, s.model) == ("local", "tiny")
 
 
+def test_models_are_a_comma_separated_list_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As manifests/base's t2v-settings ConfigMap sets them (JSON was required before, and `tiny` failed)."""
+    monkeypatch.setenv("T2V_MODELS", "tiny, mochi-1-preview")
+    assert Settings().models == ["tiny", "mochi-1-preview"]
+    monkeypatch.setenv("T2V_MODELS", "tiny")
+    assert Settings().models == ["tiny"]
+
+
 def test_postgres_urls_use_psycopg3() -> None:
     assert Settings(database_url="postgresql://u@h/db").db_url == "postgresql+psycopg://u@h/db"
     assert Settings(database_url="postgres://u@h/db").db_url == "postgresql+psycopg://u@h/db"
