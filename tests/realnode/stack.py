@@ -14,8 +14,8 @@ import httpx
 from tests.plugins.realnode import RealStack
 
 NS = "t2v"
-# Small tiny-model videos: 7 frames of 128x64 in 2 steps keep a pod's work to seconds on 2 cores.
-SMALL = {"model": "tiny", "size": "128x64", "num_frames": 7, "num_inference_steps": 2}
+# Small tiny-model videos: 7 frames of 256x144 in 2 steps keep a pod's work to seconds on 2 cores.
+SMALL = {"model": "tiny", "size": "256x144", "num_frames": 7, "num_inference_steps": 2}
 
 
 def api(stack: RealStack) -> httpx.Client:

@@ -37,7 +37,7 @@ def test_six_videos_and_a_csv_by_api_and_cli_survive_a_webapp_pod_and_the_leader
             assert r.status_code == 200, r.text
             ids.append(r.json()["id"])
         for i in range(3):
-            p = real_stack.cli("submit", f"a kite over a beach, take {i}", "--model", "tiny", "--size", "128x64",
+            p = real_stack.cli("submit", f"a kite over a beach, take {i}", "--model", "tiny", "--size", "256x144",
                                "--frames", "7", "--steps", "2", "--json")
             assert p.returncode == 0, p.stderr
             ids.append(json.loads(p.stdout)["id"])
