@@ -28,6 +28,10 @@ class ControllerSettings(Settings):
     job_cpu_request: str = "8"
     job_memory_request: str = "64Gi"
     job_memory_limit: str = "96Gi"
+    # A job pod that cannot start (its image cannot be pulled, its spec is broken) fails its videos with the
+    # kubelet's reason after this long, instead of holding its GPUs in Kueue's quota for ever; long enough
+    # for a slow registry's first pull attempt and a retry or two (the kubelet backs off 10 s, 20 s, 40 s).
+    pod_start_grace_seconds: float = Field(90.0, gt=0)
     # Items per pod (per completion index): the model load (~60 s from NVMe) is paid once per pod, so
     # 4 items of ~5 min each keep it under 5 % of the pod's time while a lost pod loses little work.
     items_per_pod: int = Field(4, ge=1, le=64)

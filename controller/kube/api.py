@@ -6,7 +6,16 @@ import json
 import os
 from typing import Protocol
 
+from controller.kube import pods
+from controller.kube.pods import PodView
+
 SELECTOR = "app.kubernetes.io/managed-by=t2v-controller"  # on every Job and pod the controller makes
+
+
+def _job_index(pod: dict) -> tuple[str, int] | None:
+    labels = pod["metadata"].get("labels") or {}
+    job, index = labels.get("batch.kubernetes.io/job-name"), labels.get("batch.kubernetes.io/job-completion-index")
+    return (job, int(index)) if job and index is not None else None
 
 
 class JobApi(Protocol):
@@ -27,8 +36,11 @@ class JobApi(Protocol):
     def pending_positions(self, local_queues: list[str]) -> dict[str, int]:
         """Workload name -> 1-based place in its ClusterQueue (Kueue's visibility API); {} if unavailable."""
 
-    def job_pod_nodes(self) -> dict[tuple[str, int], str]:
-        """(job name, completion index) -> node name of the pods scheduled so far."""
+    def job_pods(self) -> dict[tuple[str, int], PodView]:
+        """(job name, completion index) -> the live pod: its node and why it cannot start, if it cannot."""
+
+    def failed_pod_reasons(self, job: str) -> dict[int, str]:
+        """Completion index -> how that index's last failed pod ended (OOMKilled at its limit, an exit code)."""
 
     def ensure_local_queue(self, name: str, *, cluster_queue: str, tenant: str) -> None:
         """Create the Kueue LocalQueue `name` pointing at `cluster_queue` unless it exists."""
@@ -129,20 +141,29 @@ class KubeJobApi:
                 out[pw["metadata"]["name"]] = int(pw.get("positionInClusterQueue", 0)) + 1
         return out
 
-    def job_pod_nodes(self) -> dict[tuple[str, int], str]:
+    def job_pods(self) -> dict[tuple[str, int], PodView]:
         # Pods of finished Jobs stay until the Job's TTL ends (an hour): not listing them keeps a
         # pass's cost with the pods that run now, not with the last hour's.
         resp = self._core.list_namespaced_pod(self.namespace,
                                               label_selector=SELECTOR,
                                               field_selector="status.phase!=Succeeded,status.phase!=Failed",
                                               _preload_content=False)
-        out: dict[tuple[str, int], str] = {}
+        out: dict[tuple[str, int], PodView] = {}
         for pod in json.loads(resp.data)["items"]:
-            labels = pod["metadata"].get("labels") or {}
-            node = (pod.get("spec") or {}).get("nodeName")
-            job, index = labels.get("batch.kubernetes.io/job-name"), labels.get("batch.kubernetes.io/job-completion-index")
-            if node and job and index is not None:
-                out[(job, int(index))] = node
+            key = _job_index(pod)
+            if key:
+                out[key] = pods.view(pod)
+        return out
+
+    def failed_pod_reasons(self, job: str) -> dict[int, str]:
+        resp = self._core.list_namespaced_pod(self.namespace, label_selector=f"batch.kubernetes.io/job-name={job}",
+                                              field_selector="status.phase=Failed", _preload_content=False)
+        out: dict[int, str] = {}
+        items = sorted(json.loads(resp.data)["items"], key=lambda p: p["metadata"].get("creationTimestamp", ""))
+        for pod in items:  # the newest failure of an index wins
+            key, why = _job_index(pod), pods.end_reason(pod)
+            if key and why:
+                out[key[1]] = why
         return out
 
     def ensure_local_queue(self, name: str, *, cluster_queue: str, tenant: str) -> None:

@@ -26,6 +26,7 @@ from controller.kube.jobs import (
     Unit,
     build_job,
     cluster_queue,
+    failed_indexes,
     finished_indexes,
     index_of,
     job_name,
@@ -33,6 +34,7 @@ from controller.kube.jobs import (
     read_state,
     workload_why,
 )
+from controller.kube.pods import PodView
 from controller.kube.watch import JobWatch
 from controller.local_runner import item_for
 from controller.results import apply_progress, settle
@@ -50,6 +52,12 @@ log = logging.getLogger("t2v.controller")
 ACTIVE = [VideoStatus.queued.value, VideoStatus.in_progress.value]
 
 
+def _epoch(rfc3339: str) -> float:
+    from datetime import datetime  # noqa: PLC0415
+
+    return datetime.fromisoformat(rfc3339).timestamp() if rfc3339 else time.time()
+
+
 class KubeController:
     """Dispatcher and watcher of cluster mode in one reconcile step."""
 
@@ -62,7 +70,7 @@ class KubeController:
         self._stop = threading.Event()
         self.wake = watch.wake if watch is not None else threading.Event()
         self.watch = watch
-        self._nodes: dict[tuple[str, int], str] = {}
+        self._pods: dict[tuple[str, int], PodView] = {}  # this pass's live job pods by (Job, index)
         self._workloads: dict[str, dict] | None = None  # this pass's, listed when first needed
         self._workload_names: dict[str, str] = {}  # Job -> its Workload's name (fixed for the Job's life)
         self._indexes: dict[str, dict[str, int]] = {}  # Job -> video id -> completion index (manifest)
@@ -84,7 +92,7 @@ class KubeController:
             # namespace re-created) comes back within a resync, not at the next restart.
             self._queues_made.clear()
         if jobs:
-            self._nodes = self.api.job_pod_nodes()
+            self._pods = self.api.job_pods()
         self._workloads = None
         with session_for(self.settings.db_url) as session:
             if jobs or changed is None:
@@ -162,7 +170,7 @@ class KubeController:
             state = read_state(job)
             if not state.finished and (ended := finished_indexes(job)):
                 # Indexes end one by one: settle their videos now, not when the last index ends.
-                active = self._settle_ended(session, name, active, ended)
+                active = self._settle_ended(session, name, job, active, ended)
                 if not active:
                     continue
             if state.finished:
@@ -170,15 +178,21 @@ class KubeController:
                     if v.status == VideoStatus.queued:  # ran and ended between two passes
                         crud.transition(session, video=v, to=VideoStatus.in_progress,
                                         reason=f"ran in Job {name}", queue_position=None)
-                outcomes = {v.id: settle(session, store=self.store, video=v, exit_reason=state.reason,
+                why = self._pod_endings(name) if state.failed else {}
+                indexes = (self._item_indexes(name) or {}) if why else {}
+                outcomes = {v.id: settle(session, store=self.store, video=v,
+                                         exit_reason=why.get(indexes.get(v.id, -1), state.reason),
                                          retry_allowed=True, max_attempts=self.settings.max_attempts)
                             for v in videos}
                 session.commit()
                 log.info("job finished", extra={"job": name, "outcomes": outcomes})
             elif state.running:
                 indexes = self._item_indexes(name) or {}
+                if self._fail_if_stuck(session, name, active, indexes):
+                    continue
                 for v in active:
-                    node = self._nodes.get((name, indexes.get(v.id, -1)))
+                    pod = self._pods.get((name, indexes.get(v.id, -1)))
+                    node = pod.node if pod else None
                     if node and v.node != node:
                         v.node = node
                         session.add(v)
@@ -201,6 +215,30 @@ class KubeController:
             self._indexes = {k: v for k, v in self._indexes.items() if k in by_job}
             self._workload_names = {k: v for k, v in self._workload_names.items() if k in by_job}
 
+    def _fail_if_stuck(self, session: Session, name: str, active: list[Video], indexes: dict[str, int]) -> bool:
+        """A pod that cannot start (image not pullable, broken spec) past the grace period: its Job is
+        deleted and its videos fail with the kubelet's words, instead of holding GPUs in Kueue for ever."""
+        now = time.time()
+        stuck = [p for (job, _), p in self._pods.items() if job == name and p.trouble
+                 and now - _epoch(p.created) >= self.settings.pod_start_grace_seconds]
+        if not stuck:
+            return False
+        self.api.delete_job(name)
+        for v in active:
+            settle(session, store=self.store, video=v, exit_reason=stuck[0].trouble, retry_allowed=False,
+                   max_attempts=self.settings.max_attempts)
+        session.commit()
+        log.warning("job pod cannot start; job deleted", extra={"job": name, "why": stuck[0].trouble})
+        return True
+
+    def _pod_endings(self, name: str) -> dict[int, str]:
+        """How a failed Job's pods ended, by index (a pod OOM-killed at its limit leaves no result to say so)."""
+        try:
+            return self.api.failed_pod_reasons(name)
+        except Exception as e:  # noqa: BLE001 - the Job's own reason still settles its videos
+            log.warning("could not read a failed job's pods", extra={"job": name, "error": str(e)})
+            return {}
+
     def _workload(self, job: str) -> dict | None:
         """The Workload of `job`; the first call in a pass lists them all (they are large: pod templates)."""
         if self._workloads is None:
@@ -220,7 +258,8 @@ class KubeController:
             self._indexes[name] = {i.video_id: i.index for i in manifest.items}
         return self._indexes[name]
 
-    def _settle_ended(self, session: Session, name: str, active: list[Video], ended: set[int]) -> list[Video]:
+    def _settle_ended(self, session: Session, name: str, job: dict, active: list[Video], ended: set[int]
+                      ) -> list[Video]:
         """Settle the videos of Job indexes that ended; returns the videos still active in this Job."""
         indexes = self._item_indexes(name)
         if indexes is None:
@@ -232,7 +271,10 @@ class KubeController:
             if v.status == VideoStatus.queued:  # ran and ended between two passes
                 crud.transition(session, video=v, to=VideoStatus.in_progress, reason=f"ran in Job {name}",
                                 queue_position=None)
-            outcome = settle(session, store=self.store, video=v, exit_reason=f"index {index} of Job {name} ended",
+            why = f"index {index} of Job {name} ended"
+            if index in failed_indexes(job):
+                why = self._pod_endings(name).get(index, why)
+            outcome = settle(session, store=self.store, video=v, exit_reason=why,
                              retry_allowed=True, max_attempts=self.settings.max_attempts)
             log.info("job index ended", extra={"job": name, "index": index, "video_id": v.id, "outcome": outcome})
         session.commit()

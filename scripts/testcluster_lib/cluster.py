@@ -554,6 +554,12 @@ def stop(state: Path, names: list[str]) -> None:
                 pass
 
 
+def restart(state: Path, name: str) -> int:
+    """Start a stopped component again with the command line `up` gave it (fault tests stop the kubelet)."""
+    cmd = (state / "cmds" / f"{name}.sh").read_text().split()
+    return _start(state, name, cmd)
+
+
 def down(state: Path) -> None:
     """Stop every process recorded in state (by pid); for a real node also its containers, mounts,
     bridge and iptables rules; then remove state."""
