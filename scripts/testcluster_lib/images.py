@@ -145,6 +145,8 @@ def build_buildah(image: Image) -> str:
     # chroot isolation and the host network: no bridge or iptables rule for the build, and pip reaches PyPI.
     _run(["buildah", "bud", "--layers", "--isolation", "chroot", "--network", "host", *args,
           "-f", str(image.dockerfile), "-t", f"localhost/{image.ref}", str(_context(image))], f"build {image.ref}")
+    # Earlier builds of this name are now dangling: drop them (the layer cache stays).
+    subprocess.run(["buildah", "rmi", "--prune"], capture_output=True)
     return _out(["buildah", "images", "-q", "--no-trunc", f"localhost/{image.ref}"])
 
 
@@ -174,14 +176,21 @@ def load(images: tuple[Image, ...], *, address: str, marker_dir: Path) -> None:
         have = _out([*ctr, "images", "ls", "-q", f"name=={_containerd_name(image.ref)}"])
         if have and marker.is_file() and marker.read_text() == image_id:
             continue
-        archive = b.cache_root() / "images" / "load.tar"
-        archive.unlink(missing_ok=True)
         _log(f"loading {image.ref} into the test node's containerd")
-        _run(["buildah", "push", f"localhost/{image.ref}", f"docker-archive:{archive}:{image.ref}"], "buildah push")
+        # Streamed from buildah into containerd: no archive on disk (the job image is ~6.6 GB).
+        push = subprocess.Popen(["buildah", "push", "-q", f"localhost/{image.ref}",
+                                 f"docker-archive:/dev/stdout:{image.ref}"], stdout=subprocess.PIPE)
         try:
-            _run([*ctr, "images", "import", str(archive)], f"ctr import {image.ref}")
+            _run([*ctr, "images", "import", "-"], f"ctr import {image.ref}", stdin=push.stdout)
         finally:
-            archive.unlink(missing_ok=True)
+            push.stdout.close()
+            if push.wait() != 0:
+                raise ImageError(f"buildah push of {image.ref} failed ({push.returncode})")
+        # The archive also names the image localhost/... and by digest: those names would keep every
+        # earlier build's layers in containerd's store.
+        for name in _out([*ctr, "images", "ls", "-q"]).split():
+            if name.startswith(("localhost/", "sha256:")):
+                subprocess.run([*ctr, "images", "rm", name], capture_output=True)
         marker.write_text(image_id)
 
 
