@@ -25,4 +25,5 @@ def build_controller(settings: Settings) -> KubeController:
                             identity=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
                             lease_seconds=cs.lease_seconds, renew_seconds=cs.renew_seconds)
     watch = JobWatch(jobs.list_version, jobs.watch_jobs, threading.Event(), timeout_seconds=cs.watch_timeout_seconds)
-    return KubeController(cs, open_store(cs.objects_url), jobs, is_leader=elector.is_leader, watch=watch)
+    return KubeController(cs, open_store(cs.objects_url), jobs, is_leader=elector.is_leader, watch=watch,
+                          release=elector.release)

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -82,7 +83,11 @@ def cmd_controller(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    build_controller(settings).run_forever()
+    ctl = build_controller(settings)
+    # As a container's PID 1 the process has no default SIGTERM action: without this handler a deleted
+    # controller pod went on acting as leader for its whole grace period (30 s), with its old settings.
+    signal.signal(signal.SIGTERM, lambda *_: ctl.stop())
+    ctl.run_forever()  # returns after the pass in flight, having released the Lease
     return 0
 
 

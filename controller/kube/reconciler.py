@@ -62,8 +62,9 @@ class KubeController:
     """Dispatcher and watcher of cluster mode in one reconcile step."""
 
     def __init__(self, settings: ControllerSettings, store: ObjectStore, api: JobApi, *,
-                 is_leader=lambda: True, watch: JobWatch | None = None) -> None:
+                 is_leader=lambda: True, watch: JobWatch | None = None, release=lambda: None) -> None:
         self.settings = settings
+        self.release = release  # gives the Lease up when run_forever ends
         self.store = store
         self.api = api
         self.is_leader = is_leader
@@ -124,6 +125,8 @@ class KubeController:
             # Job event); the full resync runs every period.
             poll = self.settings.dispatch_poll_seconds if self.watch is not None else self.settings.resync_seconds
             self.wake.wait(max(0.0, min(poll, next_full - time.monotonic())))
+        self.release()
+        log.info("kubernetes controller stopped", extra={"namespace": self.settings.namespace})
 
     def stop(self) -> None:
         """End the loop after the current pass."""
