@@ -12,15 +12,14 @@ import os
 import shutil
 import sys
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from scripts.testcluster_lib import build, cluster, deploy
-from tests.plugins.cluster import ClusterHandle
+from scripts.testcluster_lib import cluster, deploy
+from tests.plugins.cluster import ClusterHandle, new_state_dir
 
 
 @dataclass(frozen=True)
@@ -43,11 +42,7 @@ class RealStack:
 
 @pytest.fixture(scope="session")
 def real_stack() -> Iterator[RealStack]:
-    if build.missing():
-        build.build()
-    runs = build.cache_root() / "pytest-state"
-    runs.mkdir(parents=True, exist_ok=True)
-    state = Path(tempfile.mkdtemp(prefix="realnode-", dir=runs)) / "state"
+    state = new_state_dir("realnode-")
     keep = os.environ.get("T2V_TESTCLUSTER_KEEP") == "1"
     try:
         c = cluster.up(state, nodes=0, node=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import av
@@ -16,6 +18,15 @@ from tests.plugins.realnode import RealStack
 NS = "t2v"
 # Small tiny-model videos: 7 frames of 256x144 in 2 steps keep a pod's work to seconds on 2 cores.
 SMALL = {"model": "tiny", "size": "256x144", "num_frames": 7, "num_inference_steps": 2}
+
+
+def write_csv(path: Path, prompts: list[str], params: dict) -> Path:
+    """A batch CSV: one row per prompt, the same parameters on every row."""
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["prompt", *params])
+        w.writeheader()
+        w.writerows({"prompt": p, **params} for p in prompts)
+    return path
 
 
 def api(stack: RealStack) -> httpx.Client:

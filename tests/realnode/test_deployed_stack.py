@@ -7,14 +7,14 @@ of images built here; every video is a real pod of the job image on the node wit
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import pytest
 
 from tests.plugins.realnode import RealStack
-from tests.realnode.stack import NS, SMALL, all_terminal, api, decoded_frames, job_pods, kget, leader_pod, wait_for
+from tests.realnode.stack import (NS, SMALL, all_terminal, api, decoded_frames, job_pods, kget, leader_pod, wait_for,
+                                  write_csv)
 
 pytestmark = [pytest.mark.realnode, pytest.mark.slow]
 NODE = "t2v-node"
@@ -41,12 +41,7 @@ def test_six_videos_and_a_csv_by_api_and_cli_survive_a_webapp_pod_and_the_leader
                                "--frames", "7", "--steps", "2", "--json")
             assert p.returncode == 0, p.stderr
             ids.append(json.loads(p.stdout)["id"])
-        rows = tmp_path / "prompts.csv"
-        with rows.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=["prompt", *SMALL])
-            w.writeheader()
-            for i in range(8):
-                w.writerow({"prompt": f"a train crossing a bridge, row {i}", **SMALL})
+        rows = write_csv(tmp_path / "prompts.csv", [f"a train crossing a bridge, row {i}" for i in range(8)], SMALL)
         p = real_stack.cli("batch", str(rows), "--json")
         assert p.returncode == 0, p.stderr
         batch_id = json.loads(p.stdout)["id"]

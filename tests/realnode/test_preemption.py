@@ -4,7 +4,6 @@ and the batch resumes later from that step. `kubectl kueue list workload` shows 
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from scripts.testcluster_lib import build
 from tests.plugins.realnode import RealStack
-from tests.realnode.stack import NS, SMALL, all_terminal, api, job_pods, wait_for, videos
+from tests.realnode.stack import NS, SMALL, all_terminal, api, job_pods, videos, wait_for, write_csv
 
 pytestmark = [pytest.mark.realnode, pytest.mark.slow]
 BATCH_ROW = {**SMALL, "num_inference_steps": 24}  # long enough per item to be stopped mid-denoising
@@ -26,12 +25,7 @@ def kueuectl(stack: RealStack, *args: str) -> str:
 
 def test_interactive_videos_preempt_a_batch_pod_which_checkpoints_and_resumes(real_stack: RealStack,
                                                                               tmp_path: Path) -> None:
-    rows = tmp_path / "batch.csv"
-    with rows.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["prompt", *BATCH_ROW])
-        w.writeheader()
-        for i in range(16):
-            w.writerow({"prompt": f"a glacier calving, shot {i}", **BATCH_ROW})
+    rows = write_csv(tmp_path / "batch.csv", [f"a glacier calving, shot {i}" for i in range(16)], BATCH_ROW)
     with api(real_stack) as client:
         r = client.post("/v1/batches", files={"file": ("batch.csv", rows.read_bytes(), "text/csv")})
         assert r.status_code == 200, r.text
