@@ -56,7 +56,9 @@ def test_an_image_that_cannot_be_pulled_fails_the_video_with_the_reason(real_sta
 
 
 def test_a_pod_killed_by_its_memory_limit_fails_the_video_saying_so(real_stack: RealStack) -> None:
-    with controller_env(real_stack, T2V_JOB_MEMORY_LIMIT="120Mi"):
+    # One pod, one attempt: a pod over its limit is killed the same way every time.
+    with controller_env(real_stack, T2V_JOB_MEMORY_LIMIT="120Mi", T2V_BACKOFF_LIMIT_PER_INDEX="0",
+                        T2V_MAX_ATTEMPTS="1"):
         vid = submit(real_stack, "a whale under ice")
         with api(real_stack) as client:
             (v,) = wait_for(lambda: all_terminal(client, [vid]), timeout=600, what="the video ends", every=3)
