@@ -25,11 +25,13 @@ def controller_env(stack: RealStack, **env: str) -> Iterator[None]:
         stack.cluster.kubectl("-n", NS, "set", "env", "deployment/t2v-controller", *pairs)
         stack.cluster.kubectl("-n", NS, "rollout", "status", "deployment/t2v-controller", "--timeout=180s")
 
+    containers = kget(stack, "deployment", "t2v-controller", "-n", NS)["spec"]["template"]["spec"]["containers"]
+    before = {e["name"]: e.get("value") for e in containers[0].get("env", []) if "value" in e}
     set_env([f"{k}={v}" for k, v in env.items()])
     try:
         yield
     finally:
-        set_env([f"{k}-" for k in env])
+        set_env([f"{k}={before[k]}" if k in before else f"{k}-" for k in env])
 
 
 def submit(stack: RealStack, prompt: str, **extra: object) -> str:
