@@ -177,19 +177,25 @@ def load(images: tuple[Image, ...], *, address: str, marker_dir: Path) -> None:
         if have and marker.is_file() and marker.read_text() == image_id:
             continue
         _log(f"loading {image.ref} into the test node's containerd")
+        # Imported under a name of its own, then tagged: replacing the old image at import would leave
+        # the layers both builds share unreferenced until the new unpack ends, and containerd's garbage
+        # collector removed them mid-unpack ("parent snapshot ... does not exist").
+        staging = f"{image.name}:load-{image_id.removeprefix('sha256:')[:12]}"
         # Streamed from buildah into containerd: no archive on disk (the job image is ~6.6 GB).
         push = subprocess.Popen(["buildah", "push", "-q", f"localhost/{image.ref}",
-                                 f"docker-archive:/dev/stdout:{image.ref}"], stdout=subprocess.PIPE)
+                                 f"docker-archive:/dev/stdout:{staging}"], stdout=subprocess.PIPE)
         try:
             _run([*ctr, "images", "import", "-"], f"ctr import {image.ref}", stdin=push.stdout)
         finally:
             push.stdout.close()
             if push.wait() != 0:
                 raise ImageError(f"buildah push of {image.ref} failed ({push.returncode})")
-        # The archive also names the image localhost/... and by digest: those names would keep every
-        # earlier build's layers in containerd's store.
+        _run([*ctr, "images", "tag", "--force", _containerd_name(staging), _containerd_name(image.ref)],
+             f"ctr tag {image.ref}")
+        # The staging name, and the localhost/... and digest names the archive also carries, would keep
+        # every earlier build's layers in containerd's store.
         for name in _out([*ctr, "images", "ls", "-q"]).split():
-            if name.startswith(("localhost/", "sha256:")):
+            if name.startswith(("localhost/", "sha256:")) or name == _containerd_name(staging):
                 subprocess.run([*ctr, "images", "rm", name], capture_output=True)
         marker.write_text(image_id)
 
