@@ -38,12 +38,17 @@ def kget(stack: RealStack, *args: str) -> Any:
 
 
 def wait_for(check: Callable[[], Any], *, timeout: float, what: str, every: float = 2.0) -> Any:
-    """Poll until check() is truthy; on time-out fail with the last value seen."""
+    """Poll until check() is truthy; on time-out fail with the last value seen. The API may be away for a
+    while (its pods are on the node a fault test takes down): a refused or dropped request is not an answer."""
     deadline, last = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
+        try:
+            last = check()
+        except httpx.TransportError as e:
+            last = f"API unreachable: {e!r}"
+        else:
+            if last:
+                return last
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
