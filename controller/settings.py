@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
+
+from pydantic import Field, model_validator
 
 from webapp.settings import Settings
 
@@ -93,5 +95,25 @@ class ControllerSettings(Settings):
     lease_name: str = "t2v-controller"
     lease_seconds: float = Field(15.0, gt=1)
     renew_seconds: float = Field(10.0, gt=0.5)
+    @model_validator(mode="after")
+    def _memory_fits(self) -> "ControllerSettings":
+        # The API server refuses such a Job (422) on every pass, and its videos would wait for ever.
+        if _bytes(self.job_memory_request, "T2V_JOB_MEMORY_REQUEST") > _bytes(self.job_memory_limit,
+                                                                           "T2V_JOB_MEMORY_LIMIT"):
+            raise ValueError(f"T2V_JOB_MEMORY_REQUEST={self.job_memory_request!r} is above "
+                             f"T2V_JOB_MEMORY_LIMIT={self.job_memory_limit!r}: a pod may not ask for more than its limit")
+        return self
+
     # Upper bound of videos dispatched per pass, so one pass stays short under a 5,000-row CSV.
     dispatch_batch: int = Field(500, ge=1)
+
+
+_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def _bytes(quantity: str, name: str) -> float:
+    """A Kubernetes memory quantity (`256Mi`, `64Gi`, `1e9`, `500M`) in bytes."""
+    m = re.fullmatch(r"([0-9.]+(?:e[0-9]+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?", quantity.strip())
+    if not m:
+        raise ValueError(f"{name}={quantity!r} is not a memory quantity such as 512Mi or 64Gi")
+    return float(m.group(1)) * _UNITS[m.group(2) or ""]

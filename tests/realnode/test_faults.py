@@ -59,14 +59,15 @@ def test_an_image_that_cannot_be_pulled_fails_the_video_with_the_reason(real_sta
 
 def test_a_pod_killed_by_its_memory_limit_fails_the_video_saying_so(real_stack: RealStack) -> None:
     # One pod, one attempt: a pod over its limit is killed the same way every time.
-    with controller_env(real_stack, T2V_JOB_MEMORY_LIMIT="120Mi", T2V_BACKOFF_LIMIT_PER_INDEX="0",
+    with controller_env(real_stack, T2V_JOB_MEMORY_LIMIT="200Mi", T2V_JOB_MEMORY_REQUEST="100Mi",
+                        T2V_BACKOFF_LIMIT_PER_INDEX="0",
                         T2V_MAX_ATTEMPTS="1"):
         vid = submit(real_stack, "a whale under ice")
         with api(real_stack) as client:
             (v,) = wait_for(lambda: all_terminal(client, [vid]), timeout=600, what="the video ends", every=3)
     assert v["status"] == "failed", v
-    assert "memory" in v["error"]["message"].lower() and "120Mi" in v["error"]["message"], v["error"]
-    assert "120Mi" in page_of(real_stack, vid)
+    assert "memory" in v["error"]["message"].lower() and "200Mi" in v["error"]["message"], v["error"]
+    assert "200Mi" in page_of(real_stack, vid)
 
 
 def test_the_kubelet_stopped_mid_run_and_started_again(real_stack: RealStack) -> None:
