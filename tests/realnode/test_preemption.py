@@ -15,7 +15,9 @@ from tests.plugins.realnode import RealStack
 from tests.realnode.stack import NS, SMALL, all_terminal, api, job_pods, videos, wait_for, write_csv
 
 pytestmark = [pytest.mark.realnode, pytest.mark.slow]
-BATCH_ROW = {**SMALL, "num_inference_steps": 24}  # long enough per item to be stopped mid-denoising
+# Long enough per item (tens of seconds on 2 cores) to be stopped mid-denoising; 256x144 x 7 frames in
+# 24 steps took a second, and the batch ended before the interactive videos arrived.
+BATCH_ROW = {**SMALL, "size": "432x240", "num_frames": 19, "num_inference_steps": 40}
 
 
 def kueuectl(stack: RealStack, *args: str) -> str:
