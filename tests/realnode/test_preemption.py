@@ -1,6 +1,6 @@
 """Preemption with real pods: a CSV batch fills the GPUs, then interactive videos arrive; Kueue evicts
-a batch pod, the kubelet sends it SIGTERM, the job image checkpoints its denoising step and exits 143,
-and the batch resumes later from that step. `kubectl kueue list workload` shows the waiting ones."""
+a batch Job, the kubelet sends its pod SIGTERM, the job image checkpoints its denoising step, and the
+batch resumes later from that step. `kubectl kueue list workload` shows the waiting ones."""
 
 from __future__ import annotations
 
