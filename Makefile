@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
-.PHONY: run test venv test-deps lint audit cluster cluster-down cluster-build htmx clean
+.PHONY: run test venv test-deps lint audit cluster cluster-down cluster-build htmx images clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,6 +43,12 @@ audit: $(STAMP)
 cluster: $(STAMP)
 	$(BIN)/python scripts/testcluster build
 	$(BIN)/python scripts/testcluster up
+
+# The service image (t2v:local) and the job image (t2v-jobimage:local) from their Dockerfiles: `docker build`
+# where Docker is installed (CUDA base, pinned by digest), else buildah on a Debian base (CPU).
+images: $(STAMP)
+	bash scripts/install-test-deps.sh
+	$(BIN)/python scripts/testcluster images
 
 cluster-down: $(STAMP)
 	$(BIN)/python scripts/testcluster down

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import uuid
@@ -30,7 +31,8 @@ def build_controller(settings: Settings) -> KubeController:
                             identity=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
                             lease_seconds=cs.lease_seconds, renew_seconds=cs.renew_seconds)
     watch = JobWatch(jobs.list_version, jobs.watch_jobs, threading.Event(), timeout_seconds=cs.watch_timeout_seconds)
-    return KubeController(cs, open_store(cs.objects_url), jobs, is_leader=elector.is_leader, watch=watch)
+    return KubeController(cs, open_store(cs.objects_url), jobs, is_leader=elector.is_leader, watch=watch,
+                          release=elector.release)
 
 
 def serve_metrics(address: str, registry: CollectorRegistry):
@@ -47,9 +49,12 @@ def serve_metrics(address: str, registry: CollectorRegistry):
 def run_controller(settings: Settings) -> None:
     """`t2v controller`: the reconcile loop and its metrics endpoint, until the process ends."""
     controller = build_controller(settings)
+    # As a container's PID 1 the process has no default SIGTERM action: without this handler a deleted
+    # controller pod went on acting as leader for its whole grace period (30 s), with its old settings.
+    signal.signal(signal.SIGTERM, lambda *_: controller.stop())
     server = serve_metrics(controller.settings.metrics_address, controller.metrics.registry)
     try:
-        controller.run_forever()
+        controller.run_forever()  # returns after the pass in flight, having released the Lease
     finally:
         if server is not None:
             server.shutdown()

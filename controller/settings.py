@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+import re
+
+from pydantic import Field, field_validator, model_validator
 
 from webapp.settings import Settings
 
@@ -22,6 +24,16 @@ class ControllerSettings(Settings):
     # within these. Change them with the ClusterQueues (docs/operations.md, Resize).
     short_queue_max_gpus: int = Field(6, ge=1)
     long_queue_max_gpus: int = Field(8, ge=1)
+    # What one job pod asks for besides its GPUs: Mochi's text encoder and VAE decode run on the CPU side
+    # of an 8 x H100 node with ~2 TB of memory; 96Gi leaves room for a 163-frame decode. Smaller nodes
+    # (the test node: 2 cores) set these lower; a pod over its memory limit is OOM-killed and retried.
+    job_cpu_request: str = "8"
+    job_memory_request: str = "64Gi"
+    job_memory_limit: str = "96Gi"
+    # A job pod that cannot start (its image cannot be pulled, its spec is broken) fails its videos with the
+    # kubelet's reason after this long, instead of holding its GPUs in Kueue's quota for ever; long enough
+    # for a slow registry's first pull attempt and a retry or two (the kubelet backs off 10 s, 20 s, 40 s).
+    pod_start_grace_seconds: float = Field(90.0, gt=0)
     # Items per pod (per completion index): the model load (~60 s from NVMe) is paid once per pod, so
     # 4 items of ~5 min each keep it under 5 % of the pod's time while a lost pod loses little work.
     items_per_pod: int = Field(4, ge=1, le=64)
@@ -83,6 +95,15 @@ class ControllerSettings(Settings):
     lease_name: str = "t2v-controller"
     lease_seconds: float = Field(15.0, gt=1)
     renew_seconds: float = Field(10.0, gt=0.5)
+    @model_validator(mode="after")
+    def _memory_fits(self) -> "ControllerSettings":
+        # The API server refuses such a Job (422) on every pass, and its videos would wait for ever.
+        if _bytes(self.job_memory_request, "T2V_JOB_MEMORY_REQUEST") > _bytes(self.job_memory_limit,
+                                                                           "T2V_JOB_MEMORY_LIMIT"):
+            raise ValueError(f"T2V_JOB_MEMORY_REQUEST={self.job_memory_request!r} is above "
+                             f"T2V_JOB_MEMORY_LIMIT={self.job_memory_limit!r}: a pod may not ask for more than its limit")
+        return self
+
     # Upper bound of videos dispatched per pass, so one pass stays short under a 5,000-row CSV.
     dispatch_batch: int = Field(500, ge=1)
     # `host:port` of the controller's Prometheus endpoint (/metrics), served by the leader and the
@@ -98,3 +119,14 @@ class ControllerSettings(Settings):
         if v and not (sep and host and port.isdigit() and int(port) <= 65535):
             raise ValueError(f"T2V_METRICS_ADDRESS={v!r} must be host:port (e.g. 0.0.0.0:8080), or empty for none")
         return v
+
+
+_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def _bytes(quantity: str, name: str) -> float:
+    """A Kubernetes memory quantity (`256Mi`, `64Gi`, `1e9`, `500M`) in bytes."""
+    m = re.fullmatch(r"([0-9.]+(?:e[0-9]+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?", quantity.strip())
+    if not m:
+        raise ValueError(f"{name}={quantity!r} is not a memory quantity such as 512Mi or 64Gi")
+    return float(m.group(1)) * _UNITS[m.group(2) or ""]

@@ -272,9 +272,21 @@ def _why(e: Exception) -> str:
     return text
 
 
+def _endpoint_from_env(url: str, bucket: str, query: dict) -> tuple[str, urllib.parse.ParseResult, dict]:
+    """For `s3://bucket`: the endpoint of AWS_ENDPOINT_URL, its scheme deciding `secure` unless the URL says."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    ep = urllib.parse.urlparse(endpoint)
+    if ep.scheme not in ("http", "https") or not ep.hostname:
+        raise StorageError(f"storage URL {url!r} names only a bucket, and AWS_ENDPOINT_URL={endpoint!r} is not "
+                           "an http(s)://host[:port] endpoint: set it, or use s3://host:port/bucket")
+    query = {"secure": ["true" if ep.scheme == "https" else "false"], **query}
+    return bucket, ep, query
+
+
 def open_store(url: str) -> ObjectStore:
-    """Open a store from a URL: `file:///abs/path`, `file://./rel/path`, a bare path, or
-    `s3://host:port/bucket?secure=false&region=...` with credentials from the environment
+    """Open a store from a URL: `file:///abs/path`, `file://./rel/path`, a bare path,
+    `s3://host:port/bucket?secure=false&region=...`, or `s3://bucket` with the endpoint in
+    `AWS_ENDPOINT_URL` (`http://` means secure=false), with credentials from the environment
     (`T2V_S3_ACCESS_KEY`/`T2V_S3_SECRET_KEY`, falling back to `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`).
     """
     parsed = urllib.parse.urlparse(url)
@@ -284,10 +296,14 @@ def open_store(url: str) -> ObjectStore:
             raise StorageError(f"storage URL {url!r} has no path: use file:///abs/path or file://./rel/path")
         return LocalStore(Path(path))
     if parsed.scheme == "s3":
-        bucket = parsed.path.strip("/")
-        if not parsed.hostname or not bucket or "/" in bucket:
-            raise StorageError(f"storage URL {url!r} must look like s3://host[:port]/bucket")
         query = urllib.parse.parse_qs(parsed.query)
+        bucket = parsed.path.strip("/")
+        if not bucket and parsed.hostname:
+            # `s3://bucket`: the endpoint comes from AWS_ENDPOINT_URL, as for the AWS tools.
+            bucket, parsed, query = _endpoint_from_env(url, parsed.netloc, query)
+        if not parsed.hostname or not bucket or "/" in bucket:
+            raise StorageError(f"storage URL {url!r} must look like s3://host[:port]/bucket "
+                               "(or s3://bucket with AWS_ENDPOINT_URL set)")
         access = os.environ.get("T2V_S3_ACCESS_KEY") or os.environ.get("AWS_ACCESS_KEY_ID")
         secret = os.environ.get("T2V_S3_SECRET_KEY") or os.environ.get("AWS_SECRET_ACCESS_KEY")
         if not access or not secret:

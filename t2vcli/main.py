@@ -138,6 +138,17 @@ def cmd_tenants(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_label_node(args: argparse.Namespace) -> int:
+    from controller.kube.nodes import label_node
+
+    if not args.node:
+        print("t2v model label-node: no node name: pass --node or set NODE_NAME", file=sys.stderr)
+        return 2
+    label_node(args.node, args.label)
+    print(f"labelled node {args.node} {args.label}=true", file=sys.stderr)
+    return 0
+
+
 def cmd_model(args: argparse.Namespace) -> int:
     from jobimage import model_sync
 
@@ -293,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError as e:  # torch-less installs have no jobimage extras
         sync.add_argument("--_missing", default=str(e), help=argparse.SUPPRESS)
     sync.set_defaults(fn=cmd_model)
+    ready = msub.add_parser("label-node", help="label this node as holding a READY model cache (model-cache DaemonSet)")
+    ready.add_argument("--node", default=os.environ.get("NODE_NAME"), help="node name (env NODE_NAME)")
+    ready.add_argument("--label", default="t2v.io/model-cache-ready", help="label set to 'true'")
+    ready.set_defaults(fn=cmd_label_node)
 
     def client_parser(name: str, help_: str) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help_)

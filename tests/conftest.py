@@ -5,5 +5,6 @@ pytest_plugins = [
     "tests.plugins.postgres",
     "tests.plugins.minio",
     "tests.plugins.cluster",
+    "tests.plugins.realnode",
     "tests.plugins.server",
 ]

@@ -8,9 +8,10 @@ from __future__ import annotations
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Backend(str, Enum):
@@ -31,7 +32,8 @@ class Settings(BaseSettings):
     backend: Backend = Backend.local
     model: str = Field("tiny", description="Model used when a request names none.")
     model_dir: Path | None = Field(None, description="Folder with one subfolder per model; empty: <data_dir>/models.")
-    models: list[str] = Field(
+    # A comma-separated list in the environment (`T2V_MODELS=tiny,mochi-1-preview`), as a ConfigMap holds it.
+    models: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Models the API accepts; empty: tiny plus every synced folder in model_dir (local backend).",
     )
@@ -90,6 +92,13 @@ class Settings(BaseSettings):
     http_keep_alive_seconds: int = Field(75, ge=1, le=3600)
     log_level: str = "INFO"
     htmx_source: str = Field("cdn", description="cdn, or local to serve the copy fetched by `make htmx`.")
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [m.strip() for m in v.split(",") if m.strip()]
+        return v
 
     @field_validator("log_level")
     @classmethod

@@ -6,9 +6,16 @@ import json
 import os
 from typing import Protocol
 
+from controller.kube import pods
 from controller.kube.pods import PodView, read_pod
 
 SELECTOR = "app.kubernetes.io/managed-by=t2v-controller"  # on every Job and pod the controller makes
+
+
+def _job_index(pod: dict) -> tuple[str, int] | None:
+    labels = pod["metadata"].get("labels") or {}
+    job, index = labels.get("batch.kubernetes.io/job-name"), labels.get("batch.kubernetes.io/job-completion-index")
+    return (job, int(index)) if job and index is not None else None
 
 
 class JobApi(Protocol):
@@ -30,7 +37,11 @@ class JobApi(Protocol):
         """Workload name -> 1-based place in its ClusterQueue (Kueue's visibility API); {} if unavailable."""
 
     def job_pods(self, *, model_label: str = "") -> dict[tuple[str, int], PodView]:
-        """(job name, completion index) -> its pod that has not finished (node, state, running since)."""
+        """(job name, completion index) -> its pod that has not finished (node, state, running since, and
+        why it cannot start, if it cannot)."""
+
+    def failed_pod_reasons(self, job: str) -> dict[int, str]:
+        """Completion index -> how that index's last failed pod ended (OOMKilled at its limit, an exit code)."""
 
     def ensure_local_queue(self, name: str, *, cluster_queue: str, tenant: str) -> None:
         """Create the Kueue LocalQueue `name` pointing at `cluster_queue` unless it exists."""
@@ -145,6 +156,17 @@ class KubeJobApi:
             view = read_pod(pod, model_label=model_label)
             if view is not None:
                 out[(view.job, view.index)] = view
+        return out
+
+    def failed_pod_reasons(self, job: str) -> dict[int, str]:
+        resp = self._core.list_namespaced_pod(self.namespace, label_selector=f"batch.kubernetes.io/job-name={job}",
+                                              field_selector="status.phase=Failed", _preload_content=False)
+        out: dict[int, str] = {}
+        items = sorted(json.loads(resp.data)["items"], key=lambda p: p["metadata"].get("creationTimestamp", ""))
+        for pod in items:  # the newest failure of an index wins
+            key, why = _job_index(pod), pods.end_reason(pod)
+            if key and why:
+                out[key[1]] = why
         return out
 
     def ensure_local_queue(self, name: str, *, cluster_queue: str, tenant: str) -> None:

@@ -108,8 +108,9 @@ def build_job(settings: ControllerSettings, manifest: Manifest, unit: Unit) -> d
             "env": env,
             "envFrom": [{"secretRef": {"name": settings.storage_secret, "optional": True}}],
             "resources": {
-                "requests": {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": gpus},
-                "limits": {"memory": "96Gi", "nvidia.com/gpu": gpus},
+                "requests": {"cpu": settings.job_cpu_request, "memory": settings.job_memory_request,
+                             "nvidia.com/gpu": gpus},
+                "limits": {"memory": settings.job_memory_limit, "nvidia.com/gpu": gpus},
             },
             "volumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": True},
                              {"name": "tmp", "mountPath": "/tmp"},
@@ -201,6 +202,20 @@ def workload_why(workload: dict | None) -> str | None:
     return None
 
 
+def failed_indexes(job: dict) -> set[int]:
+    """Completion indexes that failed past their retries (`status.failedIndexes`, e.g. "1,3-4")."""
+    return _index_set((job.get("status") or {}).get("failedIndexes"))
+
+
+def _index_set(text: str | None) -> set[int]:
+    out: set[int] = set()
+    for part in (text or "").split(","):
+        if part.strip():
+            lo, _, hi = part.strip().partition("-")
+            out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
 def finished_indexes(job: dict) -> set[int]:
     """Completion indexes that ended for good (succeeded, or failed past their retries) so far.
 
@@ -208,13 +223,7 @@ def finished_indexes(job: dict) -> set[int]:
     `status.failedIndexes`, e.g. "0,2-4"), so each index's videos can be settled when it ends.
     """
     status = job.get("status") or {}
-    out: set[int] = set()
-    for key in ("completedIndexes", "failedIndexes"):
-        for part in (status.get(key) or "").split(","):
-            if part.strip():
-                lo, _, hi = part.strip().partition("-")
-                out.update(range(int(lo), int(hi or lo) + 1))
-    return out
+    return _index_set(status.get("completedIndexes")) | _index_set(status.get("failedIndexes"))
 
 
 def workload_stop(workload: dict | None) -> tuple[str, float | None]:

@@ -27,6 +27,7 @@ from controller.kube.jobs import (
     build_job,
     cluster_queue,
     event_time,
+    failed_indexes,
     finished_indexes,
     index_of,
     job_name,
@@ -54,13 +55,20 @@ log = logging.getLogger("t2v.controller")
 ACTIVE = [VideoStatus.queued.value, VideoStatus.in_progress.value]
 
 
+def _epoch(rfc3339: str) -> float:
+    from datetime import datetime  # noqa: PLC0415
+
+    return datetime.fromisoformat(rfc3339).timestamp() if rfc3339 else time.time()
+
+
 class KubeController:
     """Dispatcher and watcher of cluster mode in one reconcile step."""
 
     def __init__(self, settings: ControllerSettings, store: ObjectStore, api: JobApi, *,
                  is_leader=lambda: True, watch: JobWatch | None = None,
-                 metrics: ControllerMetrics | None = None) -> None:
+                 metrics: ControllerMetrics | None = None, release=lambda: None) -> None:
         self.settings = settings
+        self.release = release  # gives the Lease up when run_forever ends
         self.store = store
         self.api = api
         self.is_leader = is_leader
@@ -144,6 +152,8 @@ class KubeController:
             # Job event); the full resync runs every period.
             poll = self.settings.dispatch_poll_seconds if self.watch is not None else self.settings.resync_seconds
             self.wake.wait(max(0.0, min(poll, next_full - time.monotonic())))
+        self.release()
+        log.info("kubernetes controller stopped", extra={"namespace": self.settings.namespace})
 
     def stop(self) -> None:
         """End the loop after the current pass."""
@@ -195,12 +205,17 @@ class KubeController:
                 for v in active:
                     if v.status == VideoStatus.queued:  # ran and ended between two passes
                         self._start(session, v, job, reason=f"ran in Job {name}")
-                outcomes = {v.id: self._settle(session, v, state.reason) for v in videos}
+                why = self._pod_endings(name) if state.failed else {}
+                indexes = (self._item_indexes(name) or {}) if why else {}
+                outcomes = {v.id: self._settle(session, v, why.get(indexes.get(v.id, -1), state.reason))
+                            for v in videos}
                 session.commit()
                 self.metrics.watched("finished", at=event_time(job, "finished"), now=time.time())
                 log.info("job finished", extra={"job": name, "outcomes": outcomes})
             elif state.running:
                 indexes = self._item_indexes(name) or {}
+                if self._fail_if_stuck(session, name, active, indexes):
+                    continue
                 pods = {v.id: self._pods.get((name, indexes.get(v.id, -1))) for v in active}
                 for v in active:
                     node = pods[v.id].node if pods[v.id] else None
@@ -266,6 +281,29 @@ class KubeController:
             if self._leader_since is not None and pod.running_since >= int(self._leader_since) - 1:
                 self.metrics.running(v, since=pod.running_since)
 
+    def _fail_if_stuck(self, session: Session, name: str, active: list[Video], indexes: dict[str, int]) -> bool:
+        """A pod that cannot start (image not pullable, broken spec) past the grace period: its Job is
+        deleted and its videos fail with the kubelet's words, instead of holding GPUs in Kueue for ever."""
+        now = time.time()
+        stuck = [p for (job, _), p in self._pods.items() if job == name and p.trouble
+                 and now - _epoch(p.created) >= self.settings.pod_start_grace_seconds]
+        if not stuck:
+            return False
+        self.api.delete_job(name)
+        for v in active:
+            self._settle(session, v, stuck[0].trouble, retry_allowed=False)
+        session.commit()
+        log.warning("job pod cannot start; job deleted", extra={"job": name, "why": stuck[0].trouble})
+        return True
+
+    def _pod_endings(self, name: str) -> dict[int, str]:
+        """How a failed Job's pods ended, by index (a pod OOM-killed at its limit leaves no result to say so)."""
+        try:
+            return self.api.failed_pod_reasons(name)
+        except Exception as e:  # noqa: BLE001 - the Job's own reason still settles its videos
+            log.warning("could not read a failed job's pods", extra={"job": name, "error": str(e)})
+            return {}
+
     def _workload(self, job: str) -> dict | None:
         """The Workload of `job`; the first call in a pass lists them all (they are large: pod templates)."""
         if self._workloads is None:
@@ -297,7 +335,10 @@ class KubeController:
                 continue
             if v.status == VideoStatus.queued:  # ran and ended between two passes
                 self._start(session, v, job, reason=f"ran in Job {name}")
-            outcome = self._settle(session, v, f"index {index} of Job {name} ended")
+            why = f"index {index} of Job {name} ended"
+            if index in failed_indexes(job):
+                why = self._pod_endings(name).get(index, why)
+            outcome = self._settle(session, v, why)
             log.info("job index ended", extra={"job": name, "index": index, "video_id": v.id, "outcome": outcome})
         session.commit()
         return [v for v in active if VideoStatus(v.status).is_active() and v.job_name == name]

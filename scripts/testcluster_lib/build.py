@@ -24,6 +24,7 @@ K8S_STAGING_VERSION = "v0.36.3"
 ETCD_VERSION = "v3.6.16"
 KUEUE_VERSION = "v0.19.2"
 KWOK_VERSION = "v0.8.0"
+COREDNS_VERSION = "v1.14.7"
 # MinIO publishes no semver tags on the module proxy; pin the pseudo-version of a release commit.
 MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
 
@@ -40,6 +41,7 @@ class Wrapper:
     ldflags: str = ""
     main_go: str | None = None  # for upstreams whose main package cannot be built directly
     extra_require: dict[str, str] = field(default_factory=dict)
+    sources: Path | None = None  # a folder of our own Go packages (no upstream module to require)
 
 
 def _k8s_ldflags() -> str:
@@ -87,6 +89,9 @@ WRAPPERS = [
             "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
             "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
             "kubectl": "k8s.io/kubernetes/cmd/kubectl",
+            # The real test node (scripts/testcluster up --node): from the same source as the apiserver.
+            "kubelet": "k8s.io/kubernetes/cmd/kubelet",
+            "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
         },
     ),
     Wrapper(
@@ -103,6 +108,21 @@ WRAPPERS = [
         module="sigs.k8s.io/kwok",
         version=KWOK_VERSION,
         binaries={"kwok": "sigs.k8s.io/kwok/cmd/kwok"},
+    ),
+    Wrapper(
+        name="coredns",
+        module="github.com/coredns/coredns",
+        version=COREDNS_VERSION,
+        binaries={"coredns": "github.com/coredns/coredns"},
+    ),
+    # The test node's fake GPU device plugin and its pod sandbox (pause) program, from this repo.
+    Wrapper(
+        name="nodetools",
+        module="t2v.local/testcluster/nodetools",
+        version="local",
+        binaries={"fakegpu": "./fakegpu", "pause": "./pause"},
+        sources=Path(__file__).resolve().parent / "nodetools",
+        extra_require={"k8s.io/kubelet": K8S_STAGING_VERSION},
     ),
     Wrapper(
         name="minio",
@@ -127,19 +147,35 @@ def versions_tag() -> str:
     return f"k8s-{K8S_VERSION}_etcd-{ETCD_VERSION}_kueue-{KUEUE_VERSION}_kwok-{KWOK_VERSION}_minio-{MINIO_VERSION[-12:]}"
 
 
+def nodetools_tag() -> str:
+    """A hash of our own Go sources: a changed device plugin or pause program is rebuilt."""
+    import hashlib  # noqa: PLC0415
+
+    h = hashlib.sha256()
+    for w in WRAPPERS:
+        if w.sources:
+            for f in sorted(w.sources.rglob("*.go")):
+                h.update(f.relative_to(w.sources).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def bin_dir() -> Path:
     return cache_root() / "bin" / versions_tag()
+
+
+def _out_dir(w: Wrapper) -> Path:
+    return cache_root() / "bin" / f"nodetools-{nodetools_tag()}" if w.sources else bin_dir()
 
 
 def binary(name: str) -> Path:
     """Path of one built component (it may not exist yet)."""
     if name not in COMPONENTS:
         raise SystemExit(f"unknown component {name!r}; known: {', '.join(sorted(COMPONENTS))}")
-    return bin_dir() / name
+    return _out_dir(COMPONENTS[name]) / name
 
 
 def missing() -> list[str]:
-    return [b for b in COMPONENTS if not (bin_dir() / b).is_file()]
+    return [b for b in COMPONENTS if not binary(b).is_file()]
 
 
 def _go_env() -> dict[str, str]:
@@ -201,6 +237,13 @@ def build_wrapper(w: Wrapper, work: Path, out: Path, log) -> None:
     wdir = work / w.name
     if wdir.exists():
         shutil.rmtree(wdir)
+    if w.sources:
+        shutil.copytree(w.sources, wdir)
+        req = "".join(f"require {m} {v}\n" for m, v in w.extra_require.items())
+        (wdir / "go.mod").write_text(f"module {w.module}\n\ngo 1.25\n\n{req}")
+        _run([GO, "mod", "tidy"], wdir, log)
+        _build_binaries(w, wdir, out, log)
+        return
     wdir.mkdir(parents=True)
     (wdir / "go.mod").write_text(f"module t2v.local/testcluster/{w.name}\n\ngo 1.25\n")
     replaces = _upstream_replaces(w, wdir, log)
@@ -218,6 +261,10 @@ def build_wrapper(w: Wrapper, work: Path, out: Path, log) -> None:
     else:
         # Every package names the pinned version, or `go get` would move to the latest release.
         _run([GO, "get", *[f"{p}@{w.version}" for p in w.binaries.values()]], wdir, log)
+    _build_binaries(w, wdir, out, log)
+
+
+def _build_binaries(w: Wrapper, wdir: Path, out: Path, log) -> None:
     tmp = out.with_name(out.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     for name, pkg in w.binaries.items():
@@ -261,5 +308,5 @@ def _build_locked(only: list[str] | None, out: Path) -> Path:
         for w in WRAPPERS:
             if any(b in todo for b in w.binaries):
                 print(f"testcluster: building {w.name} {w.version}", file=sys.stderr)
-                build_wrapper(w, work, out, log)
+                build_wrapper(w, work, _out_dir(w), log)
     return out

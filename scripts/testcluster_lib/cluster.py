@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from . import build as b
+from . import node as realnode
 
 KUEUE_NS = "kueue-system"
 # With internal cert management off, Kueue reads serving certs from fixed paths that cannot be
@@ -52,10 +53,16 @@ class Cluster:
     ports: dict[str, int]
     nodes: int
     gpus_per_node: int
+    node: bool = False  # a real kubelet node (node.py) next to the kwok ones
+    host: str = "127.0.0.1"  # the apiserver's address: loopback, or the real node's bridge address
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.ports['kube-apiserver']}"
+        return f"https://{self.host}:{self.ports['kube-apiserver']}"
+
+    @property
+    def components(self) -> list[str]:
+        return ORDER + (realnode.COMPONENTS if self.node else [])
 
 
 class ClusterError(RuntimeError):
@@ -92,7 +99,7 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def _make_certs(pki: Path) -> None:
+def _make_certs(pki: Path, extra_ip: str | None = None) -> None:
     pki.mkdir(parents=True, exist_ok=True)
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
              "-days", "3650", "-subj", "/CN=t2v-testcluster-ca", cwd=pki)
@@ -108,6 +115,8 @@ def _make_certs(pki: Path) -> None:
                  "-out", f"{name}.crt", "-days", "3650", "-extfile", f"{name}.ext", cwd=pki)
 
     serving_san = "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc"
+    if extra_ip:
+        serving_san += f",IP:{extra_ip}"
     leaf("apiserver", "/CN=kube-apiserver", serving_san, "serverAuth")
     leaf("admin", "/O=system:masters/CN=t2v-admin", None, "clientAuth")
     leaf("front-proxy-client", "/CN=front-proxy-client", None, "clientAuth")
@@ -120,14 +129,14 @@ def _make_certs(pki: Path) -> None:
     (wh / "tls.key").write_bytes((pki / "webhook.key").read_bytes())
 
 
-def _write_kubeconfig(path: Path, pki: Path, port: int) -> None:
+def _write_kubeconfig(path: Path, pki: Path, port: int, host: str = "127.0.0.1") -> None:
     def b64(name: str) -> str:
         return base64.b64encode((pki / name).read_bytes()).decode()
 
     cfg = {
         "apiVersion": "v1", "kind": "Config", "current-context": "t2v-testcluster",
         "clusters": [{"name": "t2v-testcluster", "cluster": {
-            "server": f"https://127.0.0.1:{port}", "certificate-authority-data": b64("ca.crt")}}],
+            "server": f"https://{host}:{port}", "certificate-authority-data": b64("ca.crt")}}],
         "users": [{"name": "t2v-admin", "user": {
             "client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")}}],
         "contexts": [{"name": "t2v-testcluster", "context": {"cluster": "t2v-testcluster", "user": "t2v-admin"}}],
@@ -168,10 +177,8 @@ def _start(state: Path, name: str, cmd: list[str]) -> int:
 
 def _pids(state: Path) -> dict[str, int]:
     out = {}
-    for name in ORDER:
-        f = state / "pids" / f"{name}.pid"
-        if f.is_file():
-            out[name] = int(f.read_text().strip())
+    for f in sorted((state / "pids").glob("*.pid")):
+        out[f.stem] = int(f.read_text().strip())
     return out
 
 
@@ -310,12 +317,17 @@ def _visibility_manifests(port: int) -> list[dict]:
     return docs
 
 
-def _node(i: int, gpus: int) -> dict:
+KWOK_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
+
+
+def _node(i: int, gpus: int, tainted: bool = False) -> dict:
+    """A kwok node; next to a real node it is tainted, so only pods that ask for a fake node land there."""
     name = f"gpu-node-{i}"
     cap = {"cpu": "128", "memory": "1Ti", "pods": "110", "nvidia.com/gpu": str(gpus), "ephemeral-storage": "7Ti"}
     return {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
                          "labels": {**H100_LABELS, "kubernetes.io/hostname": name, "nvidia.com/gpu.count": str(gpus)}},
+            "spec": {"taints": [KWOK_TAINT]} if tainted else {},
             "status": {"capacity": cap, "allocatable": cap}}
 
 
@@ -338,17 +350,26 @@ def running(state: Path) -> Cluster | None:
     if not c:
         return None
     pids = _pids(state)
-    if set(pids) != set(ORDER) or not all(_pid_alive(p) for p in pids.values()):
+    if not set(c.components) <= set(pids) or not all(_pid_alive(p) for p in pids.values()):
         return None
     if not _get_ok(f"{c.server}/readyz", _ssl_ctx(state / "pki")):
         return None
     return c
 
 
-def up(state: Path, *, nodes: int = 1, gpus_per_node: int = 8) -> Cluster:
-    """Start the control plane, or return the one already running in state."""
+# Controllers a real node's pods need on top of what Jobs on kwok need: Services and their endpoints,
+# StatefulSets and their volumes, the CA ConfigMap service-account tokens mount, NotReady detection, PDBs.
+NODE_CONTROLLERS = ("endpoints-controller,endpointslice-controller,statefulset-controller,"
+                    "persistentvolume-binder-controller,root-ca-certificate-publisher-controller,"
+                    "node-lifecycle-controller,disruption-controller")
+NODE_PORTS = ["kubelet", "kubelet-healthz", "kube-proxy-healthz", "kube-proxy-metrics", "coredns-health",
+              "coredns-ready"]
+
+
+def up(state: Path, *, nodes: int = 1, gpus_per_node: int = 8, node: bool = False) -> Cluster:
+    """Start the control plane (with a real kubelet node when `node`), or return the one running in state."""
     c = running(state)
-    if c:
+    if c and c.node == node:
         _log(f"already up (state {state})")
         return c
     if state.exists():
@@ -356,9 +377,13 @@ def up(state: Path, *, nodes: int = 1, gpus_per_node: int = 8) -> Cluster:
     t0 = time.monotonic()
     state.mkdir(parents=True)
     pki = state / "pki"
-    _make_certs(pki)
+    host = "127.0.0.1"
+    if node:
+        realnode.make_network(state)  # the apiserver listens on the bridge so pods reach it
+        host = realnode.NODE_IP
+    _make_certs(pki, extra_ip=realnode.NODE_IP if node else None)
     names = ["etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-             "kwok", "kueue-webhook", "kueue-health", "kueue-visibility"]
+             "kwok", "kueue-webhook", "kueue-health", "kueue-visibility", *(NODE_PORTS if node else [])]
     ports: dict[str, int] = {}
     for n in names:
         p = free_port()
@@ -366,9 +391,9 @@ def up(state: Path, *, nodes: int = 1, gpus_per_node: int = 8) -> Cluster:
             p = free_port()
         ports[n] = p
     c = Cluster(state_dir=str(state), kubeconfig=str(state / "kubeconfig"), ports=ports, nodes=nodes,
-                gpus_per_node=gpus_per_node)
+                gpus_per_node=gpus_per_node, node=node, host=host)
     (state / "cluster.json").write_text(json.dumps(asdict(c), indent=1))
-    _write_kubeconfig(state / "kubeconfig", pki, ports["kube-apiserver"])
+    _write_kubeconfig(state / "kubeconfig", pki, ports["kube-apiserver"], host)
     bin_ = b.binary
 
     etcd_url = f"http://127.0.0.1:{ports['etcd']}"
@@ -382,7 +407,7 @@ def up(state: Path, *, nodes: int = 1, gpus_per_node: int = 8) -> Cluster:
 
     _start(state, "kube-apiserver", [
         str(bin_("kube-apiserver")), "--etcd-servers", etcd_url,
-        "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+        "--bind-address", host, "--advertise-address", host,
         "--secure-port", str(ports["kube-apiserver"]), "--cert-dir", str(pki),
         "--tls-cert-file", str(pki / "apiserver.crt"), "--tls-private-key-file", str(pki / "apiserver.key"),
         "--client-ca-file", str(pki / "ca.crt"),
@@ -390,8 +415,12 @@ def up(state: Path, *, nodes: int = 1, gpus_per_node: int = 8) -> Cluster:
         "--service-account-key-file", str(pki / "sa.pub"),
         "--service-account-signing-key-file", str(pki / "sa.key"),
         "--service-cluster-ip-range", "10.0.0.0/24", "--authorization-mode", "RBAC",
-        "--allow-privileged=true", "--disable-admission-plugins", "ServiceAccount,TaintNodesByCondition",
+        # A real node's pods get their service-account token (the controller's in-cluster credentials).
+        "--allow-privileged=true", "--disable-admission-plugins",
+        "TaintNodesByCondition" if node else "ServiceAccount,TaintNodesByCondition",
         "--enable-aggregator-routing=false",
+        # `kubectl logs` and `exec` reach a real node at its address (no DNS name for it on this machine).
+        "--kubelet-preferred-address-types", "InternalIP,Hostname",
         "--proxy-client-cert-file", str(pki / "front-proxy-client.crt"),
         "--proxy-client-key-file", str(pki / "front-proxy-client.key"),
         "--requestheader-client-ca-file", str(pki / "ca.crt"),
@@ -410,7 +439,9 @@ def up(state: Path, *, nodes: int = 1, gpus_per_node: int = 8) -> Cluster:
         "--authentication-kubeconfig", kc, "--authorization-kubeconfig", kc,
         "--controllers", "job-controller,daemonset-controller,namespace-controller,garbage-collector-controller,"
         "serviceaccount-controller,serviceaccount-token-controller,ttl-after-finished-controller,"
-        "pod-garbage-collector-controller,replicaset-controller,deployment-controller",
+        "pod-garbage-collector-controller,replicaset-controller,deployment-controller"
+        + ("," + NODE_CONTROLLERS if node else ""),
+        *(["--node-monitor-grace-period", "20s"] if node else []),
         "--service-account-private-key-file", str(pki / "sa.key"), "--root-ca-file", str(pki / "ca.crt"),
         "--use-service-account-credentials=false", "--concurrent-job-syncs", "10",
     ])
@@ -455,7 +486,8 @@ def up(state: Path, *, nodes: int = 1, gpus_per_node: int = 8) -> Cluster:
     _start(state, "kueue", kueue_cmd)
     if visibility:
         _apply(state, _visibility_manifests(ports["kueue-visibility"]))
-    _apply(state, [_node(i, gpus_per_node) for i in range(nodes)])
+    if nodes:
+        _apply(state, [_node(i, gpus_per_node, tainted=node) for i in range(nodes)])
 
     for name in ("kube-controller-manager", "kube-scheduler"):
         port = ports[name]
@@ -475,8 +507,22 @@ def up(state: Path, *, nodes: int = 1, gpus_per_node: int = 8) -> Cluster:
 
     _wait("fake GPU nodes", nodes_ready, state, "kwok", 60)
     _wait("kueue webhook", lambda: _webhook_ready(state), state, "kueue", 60)
+    if node:
+        realnode.start(state, ports, _start, _wait, _get_ok)
+        _wait("the real node Ready with 8 nvidia.com/gpu", lambda: _real_node_ready(state), state, "kubelet", 120)
+        labels = {**{k: v for k, v in H100_LABELS.items() if k != "type"}, "nvidia.com/gpu.count": "8"}
+        _kubectl(state, "label", "node", realnode.NODE_NAME, "--overwrite", *[f"{k}={v}" for k, v in labels.items()])
     _log(f"up in {time.monotonic() - t0:.1f}s; export KUBECONFIG={c.kubeconfig}; logs in {state / 'logs'}")
     return c
+
+
+def _real_node_ready(state: Path) -> bool:
+    p = _kubectl(state, "get", "node", realnode.NODE_NAME, "-o", "json", check=False)
+    if p.returncode != 0:
+        return False
+    n = json.loads(p.stdout)
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
+    return ready and n["status"].get("allocatable", {}).get("nvidia.com/gpu") == "8"
 
 
 def _webhook_ready(state: Path) -> bool:
@@ -486,10 +532,10 @@ def _webhook_ready(state: Path) -> bool:
     return p.returncode == 0
 
 
-def down(state: Path) -> None:
-    """Stop every process recorded in state (by pid), then remove state."""
-    pids = _pids(state)
-    for name in reversed(ORDER):
+def stop(state: Path, names: list[str]) -> None:
+    """Stop these recorded processes (SIGTERM to each process group, SIGKILL after 8 s)."""
+    pids = {n: p for n, p in _pids(state).items() if n in names}
+    for name in names:
         pid = pids.get(name)
         if pid and _pid_alive(pid):
             try:
@@ -506,6 +552,26 @@ def down(state: Path) -> None:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def restart(state: Path, name: str) -> int:
+    """Start a stopped component again with the command line `up` gave it (fault tests stop the kubelet)."""
+    cmd = (state / "cmds" / f"{name}.sh").read_text().split()
+    return _start(state, name, cmd)
+
+
+def down(state: Path) -> None:
+    """Stop every process recorded in state (by pid); for a real node also its containers, mounts,
+    bridge and iptables rules; then remove state."""
+    pids = _pids(state)
+    # The node's helpers first, then its containers (no kubelet left to restart them), then containerd.
+    stop(state, [n for n in ("t2v-url", "coredns", "kube-proxy", "fakegpu", "kubelet") if n in pids])
+    if "containerd" in pids:
+        realnode.stop_containers(state)
+        stop(state, ["containerd"])
+    stop(state, [n for n in reversed(ORDER) if n in pids])
+    if (state / "node").is_dir():
+        realnode.teardown(state)
     if state.exists():
         import shutil  # noqa: PLC0415
 
@@ -520,7 +586,7 @@ def status(state: Path) -> int:
     print(f"state: {state}\nkubeconfig: {c.kubeconfig}\nlogs: {state / 'logs'}")
     ok = True
     pids = _pids(state)
-    for name in ORDER:
+    for name in c.components:
         pid = pids.get(name)
         alive = bool(pid and _pid_alive(pid))
         ok &= alive

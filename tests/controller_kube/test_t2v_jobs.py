@@ -102,3 +102,19 @@ def test_the_default_tenant_and_tenant_queues_off_use_the_shipped_local_queues()
     off = s.model_copy(update={"tenant_queues": False})
     unit = Unit(tenant="acme", queue="long", priority="batch", batch_id=None)
     assert build_job(off, manifest(1), unit)["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "long"
+
+
+@pytest.mark.parametrize(("request_", "limit", "ok"), [("256Mi", "3Gi", True), ("64Gi", "96Gi", True),
+                                                       ("256Mi", "120Mi", False), ("1Gi", "1000M", False),
+                                                       ("lots", "1Gi", False)])
+def test_a_job_memory_request_above_its_limit_is_refused_at_start(request_: str, limit: str, ok: bool) -> None:
+    """The API server answers such a Job with 422 on every pass, so its videos would wait for ever."""
+    from pydantic import ValidationError
+
+    from controller.settings import ControllerSettings
+
+    if ok:
+        ControllerSettings(job_memory_request=request_, job_memory_limit=limit)
+    else:
+        with pytest.raises(ValidationError, match="T2V_JOB_MEMORY_"):
+            ControllerSettings(job_memory_request=request_, job_memory_limit=limit)

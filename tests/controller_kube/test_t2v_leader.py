@@ -73,3 +73,15 @@ def test_stale_version_loses_the_race(leases) -> None:
     assert api.update(LeaseRecord("a", time.time(), 15, stale.version))
     assert not api.update(LeaseRecord("b", time.time(), 15, stale.version))  # 409: a won
     assert api.read().holder == "a"
+
+
+def test_a_leader_that_releases_at_shutdown_is_replaced_at_once(leases) -> None:
+    """`t2v controller` releases the Lease on SIGTERM (a pod deleted in a rollout): the other replica
+    takes over at its next try, not after the 15 s lease runs out."""
+    clock = Clock()
+    a = LeaderElector(leases(), identity="a", lease_seconds=15, renew_seconds=10, clock=clock)
+    b = LeaderElector(leases(), identity="b", lease_seconds=15, renew_seconds=10, clock=clock)
+    assert a.is_leader() and not b.is_leader()
+    a.release()
+    clock.t += 1
+    assert b.is_leader() and leases().read().holder == "b"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import hashlib
 import os
 import threading
@@ -106,12 +108,30 @@ def test_unreachable_s3_is_storage_unavailable(monkeypatch: pytest.MonkeyPatch) 
         S3Store(endpoint=f"127.0.0.1:{free_port()}", bucket="bucket", access_key="a", secret_key="s", secure=False)
 
 
-@pytest.mark.parametrize(("url", "fragment"), [("ftp://x/y", "scheme"), ("s3://host", "s3://host[:port]/bucket"),
-                                               ("file://", "no path")])
-def test_bad_storage_urls(url: str, fragment: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.minio
+def test_a_bucket_only_url_takes_the_endpoint_from_aws_endpoint_url(minio_server,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """manifests/base: `T2V_STORAGE_URL=s3://t2v-videos` and the t2v-storage Secret's AWS_* keys."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", minio_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", minio_server.secret_key)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{minio_server.endpoint}")
+    store = open_store("s3://bucketonly")
+    store.put_bytes("a/b", b"1")
+    assert open_store(minio_server.url("bucketonly")).get_bytes("a/b") == b"1"
+
+
+@pytest.mark.parametrize(("url", "endpoint", "fragment"), [
+    ("ftp://x/y", "", "scheme"),
+    ("s3://host", "", "AWS_ENDPOINT_URL=''"),
+    ("s3://bucket", "t2v-minio:9000", "AWS_ENDPOINT_URL='t2v-minio:9000' is not an http(s)://host[:port]"),
+    ("s3://host/a/b", "", "s3://host[:port]/bucket"),
+    ("file://", "", "no path"),
+])
+def test_bad_storage_urls(url: str, endpoint: str, fragment: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     monkeypatch.setenv("T2V_S3_ACCESS_KEY", "a")
     monkeypatch.setenv("T2V_S3_SECRET_KEY", "b")
-    with pytest.raises(StorageError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(StorageError, match=re.escape(fragment)):
         open_store(url)
 
 

@@ -58,14 +58,19 @@ class ClusterHandle:
         return p
 
 
-@pytest.fixture(scope="session")
-def test_cluster() -> Iterator[ClusterHandle]:
-    """One loopback control plane for the session: 1 kwok node with 8 nvidia.com/gpu."""
+def new_state_dir(prefix: str) -> Path:
+    """A fresh state folder for one session's plane (binaries built first, so a build is not a test's time)."""
     if build.missing():
         build.build()
     runs = build.cache_root() / "pytest-state"
     runs.mkdir(parents=True, exist_ok=True)
-    state = Path(tempfile.mkdtemp(prefix="cluster-", dir=runs)) / "state"
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=runs)) / "state"
+
+
+@pytest.fixture(scope="session")
+def test_cluster() -> Iterator[ClusterHandle]:
+    """One loopback control plane for the session: 1 kwok node with 8 nvidia.com/gpu."""
+    state = new_state_dir("cluster-")
     try:
         c = cluster.up(state)
     except BaseException:

@@ -22,6 +22,14 @@ def test_defaults_are_the_embedded_ones(tmp_path: Path, monkeypatch: pytest.Monk
     assert (s.backend.value, s.model) == ("local", "tiny")
 
 
+def test_models_are_a_comma_separated_list_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As manifests/base's t2v-settings ConfigMap sets them (JSON was required before, and `tiny` failed)."""
+    monkeypatch.setenv("T2V_MODELS", "tiny, mochi-1-preview")
+    assert Settings().models == ["tiny", "mochi-1-preview"]
+    monkeypatch.setenv("T2V_MODELS", "tiny")
+    assert Settings().models == ["tiny"]
+
+
 def test_postgres_urls_use_psycopg3() -> None:
     assert Settings(database_url="postgresql://u@h/db").db_url == "postgresql+psycopg://u@h/db"
     assert Settings(database_url="postgres://u@h/db").db_url == "postgresql+psycopg://u@h/db"
@@ -77,3 +85,22 @@ def test_a_failed_statement_never_carries_its_parameters(tmp_path) -> None:
         assert "INSERT INTO t" in str(e)
     else:
         raise AssertionError("the duplicate insert should have failed")
+
+
+@pytest.mark.postgres
+def test_replicas_starting_together_migrate_one_after_another(postgres_url: str) -> None:
+    """Every webapp replica runs the migrations at start (manifests/base/webapp.yaml: 2 replicas);
+    started at the same instant on an empty database, each must come up, the schema made once."""
+    import subprocess
+    import sys
+    import time
+
+    start_at = time.time() + 8  # every process imports first, then all migrate at this instant
+    code = ("import sys, time; from webapp.db import migrate; "
+            f"time.sleep(max(0, {start_at} - time.time())); migrate(sys.argv[1])")
+    procs = [subprocess.Popen([sys.executable, "-c", code, postgres_url], stderr=subprocess.PIPE, text=True)
+             for _ in range(8)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, "\n".join(e[-600:] for e in errors)
+    with engine_for(postgres_url).connect() as c:
+        assert len(c.exec_driver_sql("SELECT version_num FROM alembic_version").all()) == 1
