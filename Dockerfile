@@ -18,6 +18,7 @@ RUN (getent group 10001 || groupadd --gid 10001 t2v) \
 COPY pyproject.toml /src/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/venv/bin/pip install /src && /opt/venv/bin/pip uninstall -y t2v
+COPY core /src/core
 COPY webapp /src/webapp
 COPY controller /src/controller
 COPY jobcontract /src/jobcontract

@@ -34,7 +34,7 @@ test: test-deps lint
 
 lint: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/python -m pyflakes webapp controller t2vcli jobcontract jobimage scripts tests
+	$(BIN)/python -m pyflakes core webapp controller t2vcli jobcontract jobimage scripts tests
 
 # Known vulnerabilities in the installed packages (needs PyPI's JSON API or osv.dev).
 audit: $(STAMP)

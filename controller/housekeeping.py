@@ -18,12 +18,12 @@ from sqlmodel import col, select
 
 from controller.results import discard_outputs
 from jobcontract.storage import ObjectStore
-from webapp.db import session_for
-from webapp.models import Tenant, Video, WebhookDelivery
-from webapp.outbox import sign
-from webapp.webhook_targets import Policy, TargetRefused
-from webapp.settings import Settings
-from webapp.status import VideoStatus
+from core.db import session_for
+from core.models import Tenant, Video, WebhookDelivery
+from core.outbox import sign
+from core.webhook_targets import Policy, TargetRefused
+from core.settings import Settings
+from core.status import VideoStatus
 
 log = logging.getLogger("t2v.housekeeping")
 

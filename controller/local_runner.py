@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,15 +24,16 @@ from pathlib import Path
 from sqlmodel import Session, col, select
 
 from controller.metrics import RunMetrics
+from core.gpus import visible_gpus
 from controller.results import apply_progress, settle
 from jobcontract.errors import StorageError
 from jobcontract.records import ExitCode, Item, Manifest, write_manifest
 from jobcontract.storage import ObjectStore
-from webapp import crud
-from webapp.db import session_for
-from webapp.models import Video
-from webapp.settings import Settings
-from webapp.status import VideoStatus
+from core import crud
+from core.db import session_for
+from core.models import Video
+from core.settings import Settings
+from core.status import VideoStatus
 
 log = logging.getLogger("t2v.runner")
 
@@ -78,19 +78,6 @@ def lock_held(path: Path) -> bool:
     return False
 
 
-def visible_gpus() -> list[str]:
-    """GPU indexes this machine shows (`nvidia-smi -L`), without importing torch."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
-        return []
-    if not shutil.which("nvidia-smi"):
-        return []
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
-
-
 def item_for(video: Video, index: int) -> Item:
     """The contract item for a video row."""
     return Item(video_id=video.id, index=index, prompt=video.prompt, negative_prompt=video.negative_prompt,
@@ -119,7 +106,7 @@ class LocalRunner:
 
     def prepare(self) -> None:
         """Build the tiny model once if it is missing, before any job needs it."""
-        from webapp.catalog import available_models
+        from core.catalog import available_models
 
         if "tiny" in available_models(self.settings):
             from jobimage.tiny import ensure_tiny_model

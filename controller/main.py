@@ -17,7 +17,7 @@ from controller.kube.reconciler import KubeController
 from controller.kube.watch import JobWatch
 from controller.settings import ControllerSettings
 from jobcontract.storage import open_store
-from webapp.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger("t2v.controller")
 

@@ -17,11 +17,10 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from controller.kube.pods import PodState
-from webapp import costmodel
-from webapp.db import session_for
-from webapp.models import Video
-from webapp.status import VideoStatus
+from core import costmodel
+from core.db import session_for
+from core.models import Video
+from core.status import VideoStatus
 
 log = logging.getLogger("t2v.metrics")
 
@@ -61,7 +60,7 @@ class RunMetrics:
         self.gpu_seconds = Counter("t2v_run_gpu_seconds", "GPU seconds of completed runs (text encode, denoise, decode)",
                                    ["model", "gpu"], registry=r)
         self.work_units = Counter("t2v_run_work_units",
-                                  "Work units (transformer TFLOPs, webapp/costmodel.py) of those same runs",
+                                  "Work units (transformer TFLOPs, core/costmodel.py) of those same runs",
                                   ["model", "gpu"], registry=r)
         for queue in QUEUES:  # series at 0 from the start, so rate() sees the first increment too
             for series in (self.to_job, self.to_admission, self.to_running, self.starts, self.requeues):
@@ -140,12 +139,13 @@ class ControllerMetrics(RunMetrics):
             self.lag.labels(event).observe(max(0.0, now - at))
 
     def job_pods(self, counts: dict[str, int] | None) -> None:
-        """This pass's Job pods by state; None (not the leader: it does not look) removes the series."""
+        """This pass's Job pods by state, every state named (0s included: controller/kube/pods.py PodState);
+        None (not the leader: it does not look) removes the series."""
         if counts is None:
             self.pods.clear()
             return
-        for state in PodState.ALL:
-            self.pods.labels(state).set(counts.get(state, 0))
+        for state, n in counts.items():
+            self.pods.labels(state).set(n)
 
     def pass_done(self, kind: str, seconds: float, *, now: float) -> None:
         self.passes.labels(kind).observe(seconds)

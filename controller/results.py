@@ -12,9 +12,9 @@ from sqlmodel import Session
 from jobcontract.errors import StorageError, StorageUnavailable
 from jobcontract.records import Result, read_progress, read_result, video_keys
 from jobcontract.storage import ObjectStore
-from webapp import crud
-from webapp.models import Video
-from webapp.status import VideoStatus
+from core import crud
+from core.models import Video
+from core.status import VideoStatus
 
 log = logging.getLogger("t2v.controller")
 

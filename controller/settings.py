@@ -6,7 +6,7 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
-from webapp.settings import Settings
+from core.settings import Settings
 
 
 class ControllerSettings(Settings):

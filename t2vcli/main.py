@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
@@ -14,7 +13,8 @@ from pydantic import ValidationError
 
 from t2vcli.client import Client, ClientError
 from t2vcli.progress import Reporter
-from webapp.errors import APIError
+from core import log
+from core.errors import APIError
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -43,10 +43,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from webapp.app import create_app
-    from webapp.settings import Backend, get_settings
+    from core.settings import Backend, get_settings
 
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log.setup(level=settings.log_level, fmt=settings.log_format)
     app = create_app(settings)
     workers = []
     if settings.backend == Backend.local:
@@ -69,7 +69,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"t2v serving on http://{args.host}:{args.port} (backend={settings.backend.value}, "
           f"db={settings.db_url.split('@')[-1]}, model={settings.model})", file=sys.stderr, flush=True)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(),
+        # log_config=None: uvicorn's own records go through core/log.py's setup like everyone else's.
+        uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), log_config=None,
                     timeout_keep_alive=settings.http_keep_alive_seconds)
     finally:
         for worker, _ in workers:
@@ -79,18 +80,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_controller(args: argparse.Namespace) -> int:
     from controller.main import run_controller
-    from webapp.settings import get_settings
+    from core.settings import get_settings
 
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log.setup(level=settings.log_level, fmt=settings.log_format)
     run_controller(settings)
     return 0
 
 
 def _admin_session():
     from webapp.app import ensure_default_tenant
-    from webapp.db import migrate, session_for
-    from webapp.settings import get_settings
+    from core.db import migrate, session_for
+    from core.settings import get_settings
 
     settings = get_settings()
     migrate(settings.db_url)

@@ -13,12 +13,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobcontract.storage import open_store
 from webapp.api import batches, health, openapi, queue, videos
-from webapp import webhook_targets
+from core import webhook_targets
 from webapp.auth import ensure_tenant
-from webapp.db import migrate, session_for
-from webapp.errors import APIError
+from core.db import migrate, session_for
+from core.errors import APIError
 from webapp.pages import router as pages_router
-from webapp.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 log = logging.getLogger("t2v.webapp")
 

@@ -15,8 +15,8 @@ import time
 
 from sqlmodel import Session, select
 
-from webapp.errors import APIError, InvalidParam, NotFound
-from webapp.models import ApiKey, Tenant
+from core.errors import APIError, InvalidParam, NotFound
+from core.models import ApiKey, Tenant
 
 TOKEN = re.compile(r"^t2v_([0-9a-z]{12})_([0-9A-Za-z_-]{43})$")
 TENANT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")

@@ -6,8 +6,8 @@ import csv
 import io
 from typing import Any
 
-from webapp.errors import APIError, InvalidCSV, InvalidParam
-from webapp.params import MAX_PROMPT_CHARS, TEXT_FIELDS, VideoSpec, parse_video
+from core.errors import APIError, InvalidCSV, InvalidParam
+from core.params import MAX_PROMPT_CHARS, TEXT_FIELDS, VideoSpec, parse_video
 
 CSV_COLUMNS = TEXT_FIELDS
 

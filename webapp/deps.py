@@ -12,8 +12,8 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from jobcontract.storage import ObjectStore
-from webapp.db import session_for
-from webapp.settings import Settings
+from core.db import session_for
+from core.settings import Settings
 
 
 # Dependencies that only read app state are async: a plain `def` would take a worker thread
@@ -30,7 +30,7 @@ async def _session(request: Request) -> AsyncIterator[Session]:
     # pool timeout broke (measured with 200 clients on two replicas, docs/reliability.md).
     async with request.app.state.db_slots:
         # GET and HEAD only read: their SQLite transactions begin deferred and never wait for writers,
-        # and on PostgreSQL they run without a transaction (webapp/db.py).
+        # and on PostgreSQL they run without a transaction (core/db.py).
         write = request.method not in ("GET", "HEAD")
         # A Session does no I/O until its first statement (in the route's worker thread), so it is
         # made here, and given back here when that needs no I/O either: a worker thread for each

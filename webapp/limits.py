@@ -8,9 +8,9 @@ import time
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
-from webapp.errors import TooManyRequests
-from webapp.models import Batch, Tenant, Video
-from webapp.status import VideoStatus
+from core.errors import TooManyRequests
+from core.models import Batch, Tenant, Video
+from core.status import VideoStatus
 
 WINDOW = 60.0
 

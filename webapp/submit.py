@@ -9,17 +9,17 @@ import time
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from webapp import crud
-from webapp.errors import Conflict, InvalidParam, NotFound
+from core import crud, queries
+from core.errors import Conflict, InvalidParam, NotFound
 from webapp.limits import check_submission, retention_seconds
-from webapp.models import Batch, IdempotencyKey, Video
-from webapp.costmodel import estimate, units_by_model
-from webapp.params import VideoSpec
-from webapp.settings import Settings
+from core.models import Batch, IdempotencyKey, Video, new_id
+from core.costmodel import estimate, units_by_model
+from core.params import VideoSpec
+from core.settings import Settings
 
 
 def route_queue(spec: VideoSpec, settings: Settings, units: dict[str, float]) -> str:
-    """`short` or `long` by estimated GPU time (calibrated, webapp/costmodel.py), so long work cannot
+    """`short` or `long` by estimated GPU time (calibrated, core/costmodel.py), so long work cannot
     block interactive work."""
     cost = estimate(units, model=spec.model, num_frames=spec.num_frames, width=spec.width, height=spec.height,
                     steps=spec.num_inference_steps, guidance=spec.guidance_scale)
@@ -53,7 +53,7 @@ def submit_video(session: Session, *, spec: VideoSpec, seed_given: bool, tenant:
         existing = _replay(session, tenant=tenant, key=idempotency_key, digest=digest)
         if existing:
             try:
-                return crud.get_video(session, video_id=existing, tenant=tenant), False
+                return queries.get_video(session, video_id=existing, tenant=tenant), False
             except NotFound as e:  # the key's video was deleted since: replaying must not make another
                 raise Conflict(f"Idempotency-Key {idempotency_key!r} created video {existing}, which has since been "
                                "deleted; send a new key to create another", param="Idempotency-Key",
@@ -83,12 +83,12 @@ def submit_batch(session: Session, *, specs: list[VideoSpec], tenant: str, setti
     """Queue a batch of videos in one transaction; returns (batch, created)."""
     existing = _replay(session, tenant=tenant, key=idempotency_key, digest=digest)
     if existing:
-        return crud.get_batch(session, batch_id=existing, tenant=tenant), False
+        return queries.get_batch(session, batch_id=existing, tenant=tenant), False
     check_submission(session, tenant=tenant, new_videos=len(specs))
     now = time.time()
     keep = retention_seconds(session, tenant=tenant, default_days=settings.retention_days)
     units = units_by_model(session)
-    batch = Batch(id=crud.new_id("batch"), tenant=tenant, name=name, total=len(specs), created_at=now,
+    batch = Batch(id=new_id("batch"), tenant=tenant, name=name, total=len(specs), created_at=now,
                   metadata_json=metadata, webhook_url=webhook_url)
     session.add(batch)
     session.flush()
@@ -104,7 +104,7 @@ def submit_batch(session: Session, *, specs: list[VideoSpec], tenant: str, setti
         session.rollback()
         existing = _replay(session, tenant=tenant, key=idempotency_key, digest=digest)
         if existing:
-            return crud.get_batch(session, batch_id=existing, tenant=tenant), False
+            return queries.get_batch(session, batch_id=existing, tenant=tenant), False
         raise
     return batch, True
 

@@ -36,7 +36,7 @@ from controller.kube.jobs import (
     workload_stop,
     workload_why,
 )
-from controller.kube.pods import PodView
+from controller.kube.pods import PodState, PodView
 from controller.kube.watch import JobWatch
 from controller.local_runner import item_for
 from controller.metrics import ControllerMetrics
@@ -45,10 +45,10 @@ from controller.settings import ControllerSettings
 from jobcontract.errors import ContractError
 from jobcontract.records import Manifest, manifest_key, read_manifest, write_manifest
 from jobcontract.storage import ObjectStore
-from webapp import crud
-from webapp.db import session_for
-from webapp.models import Video
-from webapp.status import VideoStatus
+from core import crud
+from core.db import session_for
+from core.models import Video
+from core.status import VideoStatus
 
 log = logging.getLogger("t2v.controller")
 
@@ -104,7 +104,7 @@ class KubeController:
             self._pods = self.api.job_pods(model_label=self.settings.model_ready_node_label)
         elif changed is None:
             self._pods = {}
-        counts: dict[str, int] = {}
+        counts = dict.fromkeys(PodState.ALL, 0)
         for pod in self._pods.values():
             counts[pod.state] = counts.get(pod.state, 0) + 1
         self.metrics.job_pods(counts)

@@ -29,9 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from scripts.bench.docsection import write_section  # noqa: E402
-from tests.plugins.postgres import PostgresServer  # noqa: E402
-from tests.plugins.server import start_server  # noqa: E402
-from tests.support.net import free_port  # noqa: E402
+from scripts.harness.postgres import PostgresServer  # noqa: E402
+from scripts.harness.server import start_server  # noqa: E402
+from scripts.harness.net import free_port  # noqa: E402
 
 STATUSES = ["completed"] * 70 + ["failed"] * 5 + ["cancelled"] * 5 + ["queued"] * 15 + ["in_progress"] * 5
 
@@ -40,8 +40,8 @@ def seed_rows(db_url: str, rows: int) -> None:
     """Insert `rows` videos (and 100 batches) directly, in bulk, after the app's migrations ran."""
     import sqlalchemy as sa
 
-    from webapp.crud import new_id
-    from webapp.db import engine_for, migrate
+    from core.models import new_id
+    from core.db import engine_for, migrate
 
     migrate(db_url)
     engine = engine_for(db_url)

@@ -10,7 +10,6 @@ and resource, and each reconcile pass (wall-clock end, seconds, CPU seconds).
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import signal
@@ -24,6 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from controller.main import build_controller  # noqa: E402
+from core import log  # noqa: E402
 from controller.settings import ControllerSettings  # noqa: E402
 
 
@@ -44,7 +44,7 @@ def request_kind(method: str, url: str) -> str:
 def main() -> int:
     out = Path(os.environ["T2V_BENCH_STATS"])
     settings = ControllerSettings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log.setup(level=settings.log_level, fmt=settings.log_format)
     requests: Counter[str] = Counter()
 
     from kubernetes.client import rest

@@ -20,7 +20,7 @@ its own namespace with a fresh database:
   (that shape ran under BestEffortFIFO: add `--queueing BestEffortFIFO`, which applies to kueue/'s
   two ClusterQueues in every setup of the run).
 
-Both get the same arrivals (seeded). Run times come from the cost model (webapp.params.
+Both get the same arrivals (seeded). Run times come from the cost model (core.params.
 estimated_gpu_seconds, ~163 GPU-s for a default Mochi video) divided by `--speedup`; a pod holds
 2 GPUs and the stand-in spends an item's GPU-seconds / 2 on it (one item per GPU in a batch pod,
 guidance split over both for a single video). Per setup it reports the GPU-busy fraction while
@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO))
 
 from scripts.bench.docsection import write_section  # noqa: E402
 from scripts.bench.kubestack import KUEUE_QUEUES, QUEUEING_STRATEGIES, T2VStack, control_plane, log, pct  # noqa: E402
-from webapp.costmodel import DEFAULT_SECONDS_PER_UNIT, work_units  # noqa: E402
+from core.costmodel import DEFAULT_SECONDS_PER_UNIT, work_units  # noqa: E402
 
 GPUS = 8
 GPUS_PER_POD = 2  # ControllerSettings.gpus_per_pod
@@ -94,7 +94,7 @@ def batch_job_docs() -> list[dict]:
 
 
 def gpu_seconds(*, num_frames: int, width: int, height: int, steps: int, guidance: float) -> float:
-    """GPU-seconds of one video by the API's uncalibrated cost model (webapp/costmodel.py)."""
+    """GPU-seconds of one video by the API's uncalibrated cost model (core/costmodel.py)."""
     return work_units(num_frames=num_frames, width=width, height=height, steps=steps,
                       guidance=guidance) * DEFAULT_SECONDS_PER_UNIT
 

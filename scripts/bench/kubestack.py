@@ -33,11 +33,11 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from scripts.testcluster_lib import build, cluster  # noqa: E402
-from tests.plugins.postgres import PostgresServer  # noqa: E402
-from tests.plugins.server import Server, start_server  # noqa: E402
-from tests.support.kwok_pods import PodStandIn  # noqa: E402
-from tests.support.net import free_port  # noqa: E402
-from tests.support.procs import stop  # noqa: E402
+from scripts.harness.postgres import PostgresServer  # noqa: E402
+from scripts.harness.server import Server, start_server  # noqa: E402
+from scripts.harness.standin import PodStandIn  # noqa: E402
+from scripts.harness.net import free_port  # noqa: E402
+from scripts.harness.procs import stop  # noqa: E402
 
 KUEUE_DIR = REPO / "kueue"
 KUEUE_QUEUES = ["t2v-short", "t2v-long"]  # kueue/20-clusterqueues.yaml

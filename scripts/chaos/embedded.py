@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from jobcontract.storage import open_store  # noqa: E402
 from scripts.chaos.invariants import check  # noqa: E402
-from tests.plugins.server import start_server  # noqa: E402
+from scripts.harness.server import start_server  # noqa: E402
 
 SMALL = {"size": "256x144", "num_frames": 7}
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from jobcontract.records import video_keys
 from jobcontract.storage import ObjectStore
-from webapp.status import VideoStatus
+from core.status import VideoStatus
 
 TERMINAL = {s.value for s in VideoStatus if s.is_terminal()}
 

@@ -34,9 +34,9 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tests.plugins.postgres import PostgresServer  # noqa: E402
-from tests.plugins.server import start_server  # noqa: E402
-from tests.support.net import free_port  # noqa: E402
+from scripts.harness.postgres import PostgresServer  # noqa: E402
+from scripts.harness.server import start_server  # noqa: E402
+from scripts.harness.net import free_port  # noqa: E402
 
 KINDS = ("submit", "status", "list")
 EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Timeout|Exit)):")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugins.server import REPO, Server
+from scripts.harness.server import REPO, Server
 from webapp.pages.htmx import HTMX_LOCAL_PATH
 
 CHROMIUM = "/usr/bin/chromium"

@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.plugins.server import Server
-from webapp import crud
+from scripts.harness.server import Server
+from core import crud, queries
 from webapp.auth import create_key
-from webapp.db import session_for
-from webapp.status import VideoStatus
+from core.db import session_for
+from core.status import VideoStatus
 
 pytestmark = pytest.mark.browser
 
@@ -100,14 +100,14 @@ def test_failed_video_shows_the_error_in_plain_words(idle_web: Server, open_page
     page.goto(idle_web.url + "/")
     first_row(page).wait_for()
     with session_for(db_url(idle_web)) as s:
-        video = crud.get_video(s, video_id=vid, tenant=None)
+        video = queries.get_video(s, video_id=vid, tenant=None)
         crud.transition(s, video=video, to=VideoStatus.in_progress, reason="test", progress=40)
         s.commit()
     page.locator(f"#video-{vid}[data-status=in_progress] progress").wait_for()
     assert page.locator(f"#video-{vid} progress").get_attribute("value") == "40"
     shot(page, "04-running")
     with session_for(db_url(idle_web)) as s:
-        video = crud.get_video(s, video_id=vid, tenant=None)
+        video = queries.get_video(s, video_id=vid, tenant=None)
         crud.transition(s, video=video, to=VideoStatus.failed, reason="test", error_code="out_of_memory",
                         error_message="the GPU ran out of memory at 848x480 with 163 frames; try fewer frames")
         s.commit()

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.plugins.postgres import PostgresServer
+from scripts.harness.postgres import PostgresServer
 
 
 @pytest.mark.slow

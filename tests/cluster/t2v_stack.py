@@ -3,7 +3,7 @@
 `cluster_mode()` wires what production runs: the FastAPI app with `T2V_BACKEND=kubernetes`
 (temp SQLite, local object store), the controller from `controller.main.build_controller` (Lease,
 Job watch, reconcile loop) on a thread, Kueue configured by `kubectl apply --server-side -f kueue/`,
-and `tests.support.kwok_pods.PodStandIn` running the Job pods that kwok only pretends to run.
+and `scripts.harness.standin.PodStandIn` running the Job pods that kwok only pretends to run.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from controller.main import build_controller
 from controller.settings import ControllerSettings
 from tests.cluster.builders import eventually, is_true
 from tests.plugins.cluster import ClusterHandle
-from tests.support.kwok_pods import PodStandIn
+from scripts.harness.standin import PodStandIn
 from webapp.app import create_app
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from tests.cluster.builders import eventually
 from tests.cluster.t2v_stack import Stack, apply_kueue, cluster_mode
 from tests.plugins.cluster import ClusterHandle
 from tests.support.metrics import scrape, total
-from webapp.costmodel import work_units
+from core.costmodel import work_units
 
 pytestmark = pytest.mark.cluster
 

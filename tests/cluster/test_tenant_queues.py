@@ -24,7 +24,7 @@ from tests.cluster.t2v_stack import apply_kueue, enable_namespace, wait_queues_i
 from tests.plugins.cluster import ClusterHandle
 from webapp.app import create_app
 from webapp.auth import create_key, ensure_tenant
-from webapp.db import session_for
+from core.db import session_for
 
 pytestmark = pytest.mark.cluster
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -147,7 +147,7 @@ def test_a_tenant_arriving_late_is_admitted_before_the_busy_tenants_backlog(serv
 
 def _job_of(api: TestClient, video_id: str) -> str | None:
     """The Job a video was dispatched to, from the DB behind the API."""
-    from webapp.models import Video
+    from core.models import Video
 
     with session_for(api.app.state.settings.db_url) as db:
         return db.exec(select(Video.job_name).where(Video.id == video_id)).one()

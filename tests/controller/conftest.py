@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from controller.local_runner import LocalRunner
-from tests.plugins.server import shared_model_dir
+from scripts.harness.server import shared_model_dir
 from webapp.app import create_app
-from webapp.settings import Settings
+from core.settings import Settings
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 
 from controller.housekeeping import Housekeeper
 from tests.support.receiver import webhook_receiver
-from webapp.db import session_for
-from webapp.models import Tenant
-from webapp.settings import Settings
+from core.db import session_for
+from core.models import Tenant
+from core.settings import Settings
 
 
 def verify(secret: str, headers: dict, body: bytes) -> bool:
@@ -51,7 +51,7 @@ def test_terminal_status_is_delivered_signed_and_retried(client: TestClient, set
 
 
 def test_unreachable_receiver_fails_after_max_attempts(client: TestClient, settings: Settings) -> None:
-    from tests.support.net import free_port
+    from scripts.harness.net import free_port
 
     s = settings.model_copy(update={"webhook_max_attempts": 2})
     keeper = Housekeeper(s, client.app.state.store, http=httpx.Client(timeout=2))

@@ -135,12 +135,12 @@ def test_runner_crash_adopts_the_running_job_instead_of_starting_another(api: Te
 @pytest.mark.slow
 def test_claimed_but_never_started_video_is_recovered(api: TestClient, make_runner, run_settings) -> None:
     """The server died between claiming a row and starting its process."""
-    from webapp import crud
-    from webapp.db import session_for
+    from core import crud, queries
+    from core.db import session_for
 
     vid = submit(api)
     with session_for(run_settings.db_url) as s:
-        assert crud.claim_unit(s, videos=[crud.get_video(s, video_id=vid, tenant=None)], job_name="local-crashed-1",
+        assert crud.claim_unit(s, videos=[queries.get_video(s, video_id=vid, tenant=None)], job_name="local-crashed-1",
                                now=time.time())
         s.commit()
     done = drive(make_runner(), api, [vid])[0]

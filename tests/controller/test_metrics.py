@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.support.metrics import scrape, total
-from webapp import costmodel
+from core import costmodel
 
 pytestmark = pytest.mark.slow
 

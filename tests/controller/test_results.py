@@ -7,11 +7,11 @@ from sqlmodel import select
 
 from controller.results import settle
 from jobcontract.records import video_keys
-from webapp import crud
-from webapp.db import session_for
-from webapp.models import Video
-from webapp.settings import Settings
-from webapp.status import VideoStatus
+from core import crud
+from core.db import session_for
+from core.models import Video
+from core.settings import Settings
+from core.status import VideoStatus
 
 
 def test_a_video_that_gives_up_leaves_no_files_behind(api: TestClient, run_settings: Settings) -> None:

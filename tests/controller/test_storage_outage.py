@@ -19,8 +19,8 @@ from jobcontract.records import ExitCode, video_keys
 from tests.controller.conftest import drive
 from tests.controller.test_local_runner import decode, submit
 from tests.plugins.minio import MinioProcess
-from tests.plugins.server import shared_model_dir
-from webapp.settings import Settings
+from scripts.harness.server import shared_model_dir
+from core.settings import Settings
 
 pytestmark = [pytest.mark.minio, pytest.mark.slow]
 

@@ -28,7 +28,7 @@ from tests.cluster.builders import eventually
 from tests.controller_kube.kube import REPO, PodWork, drop_queues, kwok_pod_annotations, make_queues
 from tests.plugins.cluster import ClusterHandle
 from tests.support.metrics import scrape
-from tests.support.net import free_port
+from scripts.harness.net import free_port
 from webapp.app import create_app
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres]

@@ -13,7 +13,7 @@ from kubernetes import config
 
 from controller.kube.leader import KubeLeaseApi, LeaderElector, LeaseRecord
 from tests.plugins.cluster import ClusterHandle
-from tests.support.net import free_port
+from scripts.harness.net import free_port
 
 pytestmark = pytest.mark.cluster
 

@@ -28,8 +28,8 @@ from tests.cluster.builders import eventually
 from tests.controller_kube.kube import PodWork, drop_queues, kwok_pod_annotations, make_queues
 from tests.plugins.cluster import ClusterHandle
 from webapp.app import create_app
-from webapp.db import session_for
-from webapp.models import Video
+from core.db import session_for
+from core.models import Video
 
 pytestmark = pytest.mark.cluster
 

@@ -102,7 +102,7 @@ def test_open_store_reads_s3_url_and_credentials(minio_server, monkeypatch: pyte
 
 
 def test_unreachable_s3_is_storage_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.support.net import free_port
+    from scripts.harness.net import free_port
 
     with pytest.raises(StorageUnavailable):
         S3Store(endpoint=f"127.0.0.1:{free_port()}", bucket="bucket", access_key="a", secret_key="s", secure=False)

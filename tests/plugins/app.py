@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from webapp.app import create_app
-from webapp.settings import Settings
+from core.settings import Settings
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

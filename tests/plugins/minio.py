@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from scripts.testcluster_lib import build
-from tests.support.net import free_port
-from tests.support.procs import stop
+from scripts.harness.net import free_port
+from scripts.harness.procs import stop
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import pytest
 
-from tests.plugins.server import REPO
+from scripts.harness.server import REPO
 
 
 def t2v(*args: str, url: str | None = None, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

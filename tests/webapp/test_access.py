@@ -7,8 +7,8 @@ from fastapi.testclient import TestClient
 
 from webapp.app import create_app
 from webapp.auth import create_key, ensure_tenant
-from webapp.db import migrate, session_for
-from webapp.settings import Settings
+from core.db import migrate, session_for
+from core.settings import Settings
 
 
 @pytest.fixture

@@ -9,16 +9,16 @@ import zipfile
 from fastapi.testclient import TestClient
 
 from jobcontract.records import video_keys
-from webapp import crud
-from webapp.db import session_for
-from webapp.status import VideoStatus
+from core import crud, queries
+from core.db import session_for
+from core.status import VideoStatus
 
 
 def finish(client: TestClient, video_id: str, data: bytes) -> None:
     """Mark a video completed with `data` as its MP4, as a runner would."""
     client.app.state.store.put_bytes(video_keys(video_id)["video"], data)
     with session_for(client.app.state.settings.db_url) as s:
-        video = crud.get_video(s, video_id=video_id, tenant=None)
+        video = queries.get_video(s, video_id=video_id, tenant=None)
         crud.transition(s, video=video, to=VideoStatus.in_progress, reason="test")
         crud.transition(s, video=video, to=VideoStatus.completed, reason="test")
         s.commit()

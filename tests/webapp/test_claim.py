@@ -6,9 +6,9 @@ import time
 
 from sqlmodel import Session, select
 
-from webapp import crud
-from webapp.db import engine_for, migrate
-from webapp.models import Video
+from core import crud
+from core.db import engine_for, migrate
+from core.models import Video
 
 
 def _queued(session: Session, n: int) -> list[Video]:

@@ -6,9 +6,9 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from webapp import costmodel
-from webapp.db import engine_for, session_for
-from webapp.settings import Settings
+from core import costmodel
+from core.db import engine_for, session_for
+from core.settings import Settings
 
 TINY = {"prompt": "a paper boat", "model": "tiny", "size": "432x240", "num_frames": 25, "num_inference_steps": 8,
         "guidance_scale": 4.5}

@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 
 from jobcontract.records import video_keys
 from tests.plugins.minio import MinioServer
-from tests.plugins.server import REPO, start_server
+from scripts.harness.server import REPO, start_server
 from tests.webapp.test_batch_zip import finish
 from webapp.app import create_app
-from webapp.settings import Settings
+from core.settings import Settings
 
 pytestmark = pytest.mark.minio
 MP4 = bytes(range(256)) * 40  # 10,240 bytes; what the bytes are does not matter here

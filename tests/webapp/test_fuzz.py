@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugins.server import start_server
+from scripts.harness.server import start_server
 
 EXAMPLES = 100  # per operation and phase; 18 operations, about 2,500 requests
 SEED = "20261204"

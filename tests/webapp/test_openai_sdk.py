@@ -17,12 +17,12 @@ import pytest
 from fastapi.testclient import TestClient
 from openai import OpenAI
 
-from tests.plugins.server import start_server
+from scripts.harness.server import start_server
 from tests.webapp.test_access import key
 from webapp.app import create_app
 from webapp.auth import revoke_key
-from webapp.db import session_for
-from webapp.settings import Settings
+from core.db import session_for
+from core.settings import Settings
 
 # OpenAI retired its own Videos API (Sora) on 2026-09-24 and the SDK marks the resource deprecated;
 # the wire format lives on here, which is the point of this file.

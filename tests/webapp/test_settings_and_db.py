@@ -8,9 +8,9 @@ import pytest
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from webapp.db import engine_for, migrate
-from webapp.settings import Settings
-from webapp.status import VideoStatus, can_move
+from core.db import engine_for, migrate
+from core.settings import Settings
+from core.status import VideoStatus, can_move
 
 
 def test_defaults_are_the_embedded_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,7 +71,7 @@ def test_a_failed_statement_never_carries_its_parameters(tmp_path) -> None:
     """Prompts are user data: an exception (and so a log line) shows the SQL, never the values."""
     import sqlalchemy as sa
 
-    from webapp.db import engine_for
+    from core.db import engine_for
 
     engine = engine_for(f"sqlite:///{tmp_path / 'x.db'}")
     with engine.begin() as c:
@@ -96,7 +96,7 @@ def test_replicas_starting_together_migrate_one_after_another(postgres_url: str)
     import time
 
     start_at = time.time() + 8  # every process imports first, then all migrate at this instant
-    code = ("import sys, time; from webapp.db import migrate; "
+    code = ("import sys, time; from core.db import migrate; "
             f"time.sleep(max(0, {start_at} - time.time())); migrate(sys.argv[1])")
     procs = [subprocess.Popen([sys.executable, "-c", code, postgres_url], stderr=subprocess.PIPE, text=True)
              for _ in range(8)]

@@ -15,9 +15,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import Session, SQLModel, select
 
-from webapp import crud
-from webapp.db import engine_for, migrate
-from webapp.models import Video
+from core import queries
+from core.db import engine_for, migrate
+from core.models import Video
 
 
 def test_migrations_build_exactly_the_models_schema(db_url: str) -> None:
@@ -56,7 +56,7 @@ def test_positions_match_the_dispatch_order(db_url: str) -> None:
         every = list(s.exec(select(Video)))
         for page in (every[:20], every[140:160], every[-20:], [v for v in every if v.priority == "batch"][-5:]):
             want = {v.id: expected[v.id] for v in page if v.id in expected}
-            got = crud.queue_positions(s, page)
+            got = queries.queue_positions(s, page)
             # (a dispatched video's place is Kueue's, filled in by the controller's watcher)
             assert {vid: got.get(vid) for vid in want} == want
         assert len(line) > 100 and {v.priority for v in every} == {"interactive", "batch"}
@@ -91,7 +91,7 @@ def test_counting_the_line_reads_only_the_waiting_index(db_url: str) -> None:
         sa.event.listen(engine, "before_cursor_execute", record)
         try:
             queued = [v for v in videos if v.status == "queued" and v.job_name is None]
-            crud.queue_positions(s, queued[-10:])
+            queries.queue_positions(s, queued[-10:])
         finally:
             sa.event.remove(engine, "before_cursor_execute", record)
     assert len(statements) == 2  # one per priority, for any number of videos
@@ -113,4 +113,4 @@ def test_no_waiting_videos_needs_no_query(db_url: str) -> None:
     migrate(db_url)
     with Session(engine_for(db_url)) as s:
         done = [v for v in _add_videos(s, 30) if v.status != "queued"]
-        assert crud.queue_positions(s, done) == {}
+        assert queries.queue_positions(s, done) == {}

@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from controller.housekeeping import Housekeeper
 from tests.support.receiver import webhook_receiver
 from webapp.app import create_app
-from webapp.settings import Backend, Settings
-from webapp.webhook_targets import Policy, blocked
+from core.settings import Backend, Settings
+from core.webhook_targets import Policy, blocked
 
 INTERNAL = ["http://127.0.0.1:9/h", "http://localhost:8080/h", "http://10.0.0.7/h", "http://172.16.3.4/h",
             "http://192.168.1.1/h", "http://169.254.169.254/latest/meta-data", "http://[::1]/h", "http://[fd00::1]/h",

@@ -19,17 +19,17 @@ from starlette.concurrency import run_in_threadpool
 from jobcontract.errors import ObjectNotFound
 from jobcontract.records import video_keys
 from jobcontract.storage import ObjectStore
-from webapp import actions, crud, presenters, webhook_targets
+from core import actions, presenters, queries, webhook_targets
 from webapp.api.body import check_webhook, read_limited
-from webapp.catalog import KNOWN_MODELS, available_models
+from core.catalog import KNOWN_MODELS, available_models
 from webapp.csvfile import CSV_SCHEMA, read_rows, validate_rows
 from webapp.deps import CallerDep, SessionDep, SettingsDep, StoreDep
-from webapp.errors import Conflict, InvalidParam, NotFound, TooLarge, UnsupportedMediaType
+from core.errors import Conflict, InvalidParam, NotFound, TooLarge, UnsupportedMediaType
 from webapp.api.responses import errors
-from webapp.models import Batch, BatchList, BatchPublic
-from webapp.outbox import deliveries, delivery_public
-from webapp.params import METADATA_SCHEMA, parse_metadata, video_json_schema
-from webapp.status import VideoStatus
+from core.models import Batch, BatchList, BatchPublic
+from core.outbox import deliveries, delivery_public
+from core.params import METADATA_SCHEMA, parse_metadata, video_json_schema
+from core.status import VideoStatus
 from webapp.submit import batch_videos, body_hash, submit_batch
 
 log = logging.getLogger("t2v.webapp")
@@ -129,7 +129,7 @@ def list_batches(session: SessionDep, caller: CallerDep,
                  limit: Annotated[int, Query(ge=1, le=100)] = 20,
                  order: Literal["asc", "desc"] = "desc") -> BatchList:
     """A page of batches, newest first by default."""
-    rows, more = crud.page(session, Batch, tenant=caller.scope, after=after, limit=limit, order=order)
+    rows, more = queries.page(session, Batch, tenant=caller.scope, after=after, limit=limit, order=order)
     data = presenters.batches_public(session, rows)
     return BatchList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
                      has_more=more)
@@ -138,21 +138,21 @@ def list_batches(session: SessionDep, caller: CallerDep,
 @router.get("/{batch_id}", response_model=BatchPublic, responses=errors(404), summary="Retrieve a batch")
 def get_batch(batch_id: str, session: SessionDep, caller: CallerDep) -> BatchPublic:
     """A batch with its counts per status."""
-    batch = crud.get_batch(session, batch_id=check_id(batch_id), tenant=caller.scope)
+    batch = queries.get_batch(session, batch_id=check_id(batch_id), tenant=caller.scope)
     return presenters.batches_public(session, [batch])[0]
 
 
 @router.get("/{batch_id}/webhooks", responses=errors(404), summary="Webhook deliveries of a batch")
 def get_webhooks(batch_id: str, session: SessionDep, caller: CallerDep) -> dict:
     """The batch's webhook message with its delivery attempts."""
-    batch = crud.get_batch(session, batch_id=check_id(batch_id), tenant=caller.scope)
+    batch = queries.get_batch(session, batch_id=check_id(batch_id), tenant=caller.scope)
     return {"object": "list", "data": [delivery_public(d) for d in deliveries(session, object_id=batch.id)]}
 
 
 @router.post("/{batch_id}/cancel", response_model=BatchPublic, responses=errors(404), summary="Cancel a batch")
 def cancel_batch(batch_id: str, session: SessionDep, caller: CallerDep) -> BatchPublic:
     """Cancel every video of the batch that has not finished; finished ones stay."""
-    batch = crud.get_batch(session, batch_id=check_id(batch_id), tenant=caller.scope)
+    batch = queries.get_batch(session, batch_id=check_id(batch_id), tenant=caller.scope)
     actions.cancel_batch(session, batch)
     return presenters.batches_public(session, [batch])[0]
 
@@ -204,7 +204,7 @@ def _zip_stream(store: ObjectStore, files: list[tuple[str, str, int]], index: st
             summary="Download the finished videos of a batch as a zip", response_class=Response)
 def get_batch_content(batch_id: str, session: SessionDep, store: StoreDep, caller: CallerDep) -> Response:
     """A streamed zip of every completed video of the batch, with index.csv mapping rows to files."""
-    batch = crud.get_batch(session, batch_id=check_id(batch_id), tenant=caller.scope)
+    batch = queries.get_batch(session, batch_id=check_id(batch_id), tenant=caller.scope)
     videos = [v for v in batch_videos(session, batch_id=batch.id) if v.status == VideoStatus.completed]
     if not videos:
         raise Conflict(f"batch {batch.id} has no completed videos yet", param="batch_id", code="content_not_ready")

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from webapp.errors import InvalidParam, TooLarge, UnsupportedMediaType
+from core.errors import InvalidParam, TooLarge, UnsupportedMediaType
 
 
 async def read_limited(request: Request, limit: int) -> bytes:

@@ -11,8 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from webapp.db import session_for
-from webapp.models import Video
+from core.db import session_for
+from core.models import Video
 
 router = APIRouter(tags=["health"])
 

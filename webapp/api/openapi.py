@@ -1,6 +1,6 @@
 """`/openapi.json` as this server answers: the models it runs, and no status code it never sends.
 
-The request schemas name every known model; a server runs those it has (webapp/catalog.py: the
+The request schemas name every known model; a server runs those it has (core/catalog.py: the
 embedded default only `tiny` until `mochi-1-preview` is synced), so the document is built per
 request from the catalog. FastAPI adds a 422 to every operation with parameters; our validation
 errors are 400s (webapp/api/responses.py), so it goes, with the schemas only it used.
@@ -13,12 +13,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from webapp.catalog import KNOWN_MODELS, available_models
-from webapp.settings import Settings
+from core.catalog import KNOWN_MODELS, available_models
+from core.settings import Settings
 
 
 def _set_models(node: Any, models: list[str]) -> None:
-    """Every enum of the known models (webapp/catalog.py) becomes this server's models."""
+    """Every enum of the known models (core/catalog.py) becomes this server's models."""
     if isinstance(node, dict):
         if node.get("enum") == list(KNOWN_MODELS):
             node["enum"] = list(models)

@@ -12,12 +12,12 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from sqlmodel import Session, col, func, select
 
-from webapp import crud
+from core import queries
 from webapp.deps import CallerDep, SessionDep, SettingsDep
 from webapp.api.responses import errors
-from webapp.models import Video
-from webapp.settings import Backend, Settings
-from webapp.status import VideoStatus
+from core.models import Video
+from core.settings import Backend, Settings
+from core.status import VideoStatus
 
 router = APIRouter(prefix="/v1/queue", tags=["queue"])
 QUEUES = ("short", "long")
@@ -63,7 +63,7 @@ class QueuePublic(BaseModel):
 @lru_cache(maxsize=1)
 def _visible_gpu_count() -> int:
     # Lazy: the runner module is only needed (and nvidia-smi only run) in embedded mode, and once.
-    from controller.local_runner import visible_gpus
+    from core.gpus import visible_gpus
 
     return len(visible_gpus())
 
@@ -104,7 +104,7 @@ def queue_state(session: Session, *, request: Request, settings: Settings, tenan
         stmt = stmt.where(Video.tenant == tenant)
     head = list(session.exec(stmt.order_by(col(Video.job_name).is_not(None), Video.priority != "interactive",
                                            Video.seq).limit(limit)))
-    positions = crud.queue_positions(session, head)
+    positions = queries.queue_positions(session, head)
     waiting = [Waiting(id=v.id, queue=v.queue, position=positions.get(v.id), priority=v.priority,
                        batch_id=v.batch_id, prompt=v.prompt[:120]) for v in head]
     return QueuePublic(backend=settings.backend.value, queues=queues, slots=Usage(in_use=busy, total=slots),

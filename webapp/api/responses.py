@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from webapp.models import ErrorResponse
+from core.models import ErrorResponse
 
 DESCRIPTIONS = {
     400: "A field, query parameter or header has a value this server does not accept; `param` names it.",

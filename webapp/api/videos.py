@@ -13,16 +13,16 @@ from sqlmodel import col
 
 from jobcontract.errors import ObjectNotFound
 from jobcontract.records import video_keys
-from webapp import actions, crud, presenters, webhook_targets
+from core import actions, crud, presenters, queries, webhook_targets
 from webapp.api.body import check_webhook, json_or_form
-from webapp.catalog import KNOWN_MODELS, available_models
+from core.catalog import KNOWN_MODELS, available_models
 from webapp.deps import CallerDep, SessionDep, SettingsDep, StoreDep
-from webapp.errors import Conflict, NotFound, RangeNotSatisfiable
+from core.errors import Conflict, NotFound, RangeNotSatisfiable
 from webapp.api.responses import errors
-from webapp.models import Video, VideoDeleted, VideoList, VideoPublic
-from webapp.outbox import deliveries, delivery_public
-from webapp.params import parse_video, video_json_schema
-from webapp.status import VideoStatus
+from core.models import Video, VideoDeleted, VideoList, VideoPublic
+from core.outbox import deliveries, delivery_public
+from core.params import parse_video, video_json_schema
+from core.status import VideoStatus
 from webapp.submit import submit_video
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
@@ -79,7 +79,7 @@ def list_videos(session: SessionDep, caller: CallerDep,
         filters.append(col(Video.status) == status.value)
     if batch_id is not None:
         filters.append(col(Video.batch_id) == batch_id)
-    rows, more = crud.page(session, Video, tenant=caller.scope, after=after, limit=limit, order=order,
+    rows, more = queries.page(session, Video, tenant=caller.scope, after=after, limit=limit, order=order,
                            filters=filters)
     data = presenters.videos_public(session, rows)
     return presenters.json_response(VideoList(data=data, first_id=data[0].id if data else None,
@@ -89,30 +89,30 @@ def list_videos(session: SessionDep, caller: CallerDep,
 @router.get("/{video_id}", response_model=VideoPublic, responses=errors(404), summary="Retrieve a video")
 def get_video(video_id: str, session: SessionDep, caller: CallerDep) -> Response:
     """One video's status and details."""
-    video = crud.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
+    video = queries.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
     return presenters.json_response(presenters.videos_public(session, [video])[0])
 
 
 @router.get("/{video_id}/events", responses=errors(404), summary="Status history of a video")
 def get_events(video_id: str, session: SessionDep, caller: CallerDep) -> dict:
     """The append-only status log: every change with its time and reason."""
-    video = crud.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
+    video = queries.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
     return {"object": "list", "data": [
         {"at": int(e.at), "from": e.from_status, "to": e.to_status, "reason": e.reason}
-        for e in crud.events(session, video_id=video.id)]}
+        for e in queries.events(session, video_id=video.id)]}
 
 
 @router.get("/{video_id}/webhooks", responses=errors(404), summary="Webhook deliveries of a video")
 def get_webhooks(video_id: str, session: SessionDep, caller: CallerDep) -> dict:
     """Every webhook message for this video with its delivery attempts."""
-    video = crud.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
+    video = queries.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
     return {"object": "list", "data": [delivery_public(d) for d in deliveries(session, object_id=video.id)]}
 
 
 @router.post("/{video_id}/cancel", response_model=VideoPublic, responses=errors(404, 409), summary="Cancel a video")
 def cancel_video(video_id: str, session: SessionDep, caller: CallerDep) -> VideoPublic:
     """Stop a queued or running video; the runner/controller stops its job."""
-    video = crud.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
+    video = queries.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
     if VideoStatus(video.status).is_terminal():
         if video.status != VideoStatus.cancelled:
             raise Conflict(f"video {video.id} is already {video.status}; only queued or in_progress videos can be "
@@ -126,7 +126,7 @@ def cancel_video(video_id: str, session: SessionDep, caller: CallerDep) -> Video
 @router.delete("/{video_id}", response_model=VideoDeleted, responses=errors(404), summary="Delete a video")
 def delete_video(video_id: str, session: SessionDep, store: StoreDep, caller: CallerDep) -> VideoDeleted:
     """Cancel if needed, then remove the row, its events and its files."""
-    video = crud.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
+    video = queries.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
     actions.delete_video(session, store, video)
     return VideoDeleted(id=video.id)
 
@@ -150,7 +150,7 @@ def get_content(video_id: str, session: SessionDep, store: StoreDep, caller: Cal
                                                "any other value is ignored and the whole file sent")] = None,
                 ) -> Response:
     """Stream the finished video (HTTP Range supported) or its JPEG thumbnail."""
-    video = crud.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
+    video = queries.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
     if video.status != VideoStatus.completed:
         raise Conflict(f"video {video.id} is {video.status}; its content exists once it is completed",
                        param="video_id", code="content_not_ready")

@@ -19,18 +19,18 @@ from fastapi.templating import Jinja2Templates
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from webapp import actions, crud, presenters
+from core import actions, crud, presenters, queries
 from webapp.api.queue import QueuePublic, queue_state
-from webapp.catalog import available_models
+from core.catalog import available_models
 from webapp.csvfile import read_rows, validate_rows
 from webapp.deps import Caller, CallerDep, SessionDep, SettingsDep, StoreDep
 from webapp.deps import current_caller as resolve_caller
-from webapp.errors import APIError, InvalidCSV, NotFound
-from webapp.models import Batch, Video, VideoPublic
+from core.errors import APIError, InvalidCSV, NotFound
+from core.models import Batch, Video, VideoPublic
 from webapp.pages.htmx import HTMX_CDN_URL, HTMX_LOCAL_URL, HTMX_SRI, HTMX_VERSION
-from webapp.params import ALLOWED_FRAMES, DEFAULTS, MAX_GUIDANCE, MAX_SEED, MAX_STEPS, parse_video
-from webapp.settings import Settings
-from webapp.status import VideoStatus
+from core.params import ALLOWED_FRAMES, DEFAULTS, MAX_GUIDANCE, MAX_SEED, MAX_STEPS, parse_video
+from core.settings import Settings
+from core.status import VideoStatus
 from webapp.submit import batch_videos, body_hash, submit_batch, submit_video
 
 WEBAPP = Path(__file__).resolve().parents[1]
@@ -144,10 +144,10 @@ def _list(session: Session, caller: Caller, *, status: str, batch_id: str, after
         filters.append(col(Video.batch_id) == batch_id)
         chosen["batch_id"] = batch_id
     try:
-        rows, more = crud.page(session, Video, tenant=caller.scope, after=after or None, limit=PAGE_SIZE,
+        rows, more = queries.page(session, Video, tenant=caller.scope, after=after or None, limit=PAGE_SIZE,
                                order="desc", filters=filters)
     except APIError:  # a stale cursor (deleted video): start from the top instead of failing the page
-        rows, more = crud.page(session, Video, tenant=caller.scope, after=None, limit=PAGE_SIZE, order="desc",
+        rows, more = queries.page(session, Video, tenant=caller.scope, after=None, limit=PAGE_SIZE, order="desc",
                                filters=filters)
     return presenters.videos_public(session, rows), more, chosen
 
@@ -198,7 +198,7 @@ def index(request: Request, session: SessionDep, settings: SettingsDep,
     if _is_htmx(request) and request.headers.get("HX-Target") == "video-list":
         response = templates.TemplateResponse(request, "partials/video_list.html", ctx)
     else:
-        batches, _ = crud.page(session, Batch, tenant=caller.scope, after=None, limit=8, order="desc")
+        batches, _ = queries.page(session, Batch, tenant=caller.scope, after=None, limit=8, order="desc")
         ctx.update(_page_context(request, settings), batches=presenters.batches_public(session, batches),
                    filter_batches=_filter_batches(session, caller, ctx["filters"].get("batch_id")))
         response = templates.TemplateResponse(request, "index.html", ctx)
@@ -209,14 +209,14 @@ def index(request: Request, session: SessionDep, settings: SettingsDep,
 @router.get("/ui/batches", response_class=HTMLResponse)
 def batch_list(request: Request, session: SessionDep, caller: CallerDep) -> Response:
     """The recent batches panel's content."""
-    batches, _ = crud.page(session, Batch, tenant=caller.scope, after=None, limit=8, order="desc")
+    batches, _ = queries.page(session, Batch, tenant=caller.scope, after=None, limit=8, order="desc")
     return templates.TemplateResponse(request, "partials/batch_list.html",
                                       {"batches": presenters.batches_public(session, batches),
                                        "poll_batch": POLL_BATCH})
 
 
 def _filter_batches(session: Session, caller: Caller, current: str | None) -> list[tuple[str, str]]:
-    rows, _ = crud.page(session, Batch, tenant=caller.scope, after=None, limit=20, order="desc")
+    rows, _ = queries.page(session, Batch, tenant=caller.scope, after=None, limit=20, order="desc")
     options = [(b.id, f"{b.name or b.id} ({b.total})") for b in rows]
     if current and current not in {b for b, _ in options}:
         options.append((current, current))
@@ -240,7 +240,7 @@ def _row(request: Request, session: Session, settings: Settings, caller: Caller,
 
 def _find(session: Session, caller: Caller, video_id: str) -> Video | None:
     try:
-        return crud.get_video(session, video_id=video_id, tenant=caller.scope)
+        return queries.get_video(session, video_id=video_id, tenant=caller.scope)
     except NotFound:
         return None
 
@@ -366,7 +366,7 @@ async def create_batch(request: Request, session: SessionDep, settings: Settings
 
 def _batch(request: Request, session: Session, caller: Caller, batch_id: str) -> Response:
     try:
-        batch = crud.get_batch(session, batch_id=batch_id, tenant=caller.scope)
+        batch = queries.get_batch(session, batch_id=batch_id, tenant=caller.scope)
     except NotFound:
         return HTMLResponse("")
     return templates.TemplateResponse(request, "partials/batch_card.html",
@@ -384,7 +384,7 @@ def batch_card(request: Request, batch_id: str, session: SessionDep, caller: Cal
 def cancel_batch(request: Request, batch_id: str, session: SessionDep, caller: CallerDep) -> Response:
     """Cancel every unfinished video of the batch."""
     try:
-        batch = crud.get_batch(session, batch_id=batch_id, tenant=caller.scope)
+        batch = queries.get_batch(session, batch_id=batch_id, tenant=caller.scope)
     except NotFound:
         return HTMLResponse("")
     actions.cancel_batch(session, batch)

@@ -10,13 +10,13 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from webapp import crud
+from core import crud, queries
 from webapp.app import create_app
 from webapp.auth import create_key
-from webapp.db import session_for
+from core.db import session_for
 from webapp.pages.htmx import HTMX_LOCAL_PATH, HTMX_SRI, HTMX_VERSION
-from webapp.settings import Settings
-from webapp.status import VideoStatus
+from core.settings import Settings
+from core.status import VideoStatus
 
 HX = {"HX-Request": "true"}
 
@@ -210,7 +210,7 @@ def test_page_works_when_api_keys_are_required(app_with, settings: Settings) -> 
 def test_start_estimate_learns_from_recent_run_times(client: TestClient) -> None:
     done = client.post("/v1/videos", json={"prompt": "finished"}).json()["id"]
     with session_for(client.app.state.settings.db_url) as s:
-        video = crud.get_video(s, video_id=done, tenant=None)
+        video = queries.get_video(s, video_id=done, tenant=None)
         crud.transition(s, video=video, to=VideoStatus.in_progress, reason="test", now=1000.0)
         crud.transition(s, video=video, to=VideoStatus.completed, reason="test", now=1090.0)
         s.commit()

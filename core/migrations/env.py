@@ -2,7 +2,7 @@
 
 from alembic import context
 
-import webapp.models
+import core.models
 
 # Every webapp replica migrates at start; on PostgreSQL they take turns on this advisory lock, so the
 # second finds the schema current instead of racing the first's CREATE TABLEs. Any fixed number works:
@@ -10,7 +10,7 @@ import webapp.models
 MIGRATION_LOCK = 0x7432766D
 
 config = context.config
-target_metadata = webapp.models.SQLModel.metadata  # importing the models registered their tables
+target_metadata = core.models.SQLModel.metadata  # importing the models registered their tables
 
 engine = config.attributes.get("engine")
 if engine is None:

@@ -15,8 +15,8 @@ import time
 from sqlmodel import Session, select
 
 from jobimage import flops
-from webapp.models import Video
-from webapp.status import VideoStatus
+from core.models import Video
+from core.status import VideoStatus
 
 # A unit is one TFLOP of Mochi's transformer (jobimage/flops.py): attention grows with the square of the
 # tokens, so seconds per unit stay flat across clip lengths (seconds per token varied 2.2x between 31

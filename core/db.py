@@ -8,7 +8,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import Session, create_engine
 
-from webapp.settings import get_settings
+from core.settings import get_settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

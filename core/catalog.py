@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from webapp.settings import Backend, Settings
+from core.settings import Backend, Settings
 
 KNOWN_MODELS = ("mochi-1-preview", "tiny")
 READY_MARKER = "READY"

@@ -8,9 +8,9 @@ from sqlmodel import Session
 
 from jobcontract.records import video_keys
 from jobcontract.storage import ObjectStore
-from webapp import crud
-from webapp.models import Batch, Video
-from webapp.status import VideoStatus
+from core import crud, queries
+from core.models import Batch, Video
+from core.status import VideoStatus
 
 
 def delete_video(session: Session, store: ObjectStore, video: Video) -> None:
@@ -30,6 +30,6 @@ def cancel_batch(session: Session, batch: Batch) -> None:
     if batch.cancelled_at is None:
         batch.cancelled_at = time.time()
         session.add(batch)
-    for video in crud.active_videos(session, batch_id=batch.id):
+    for video in queries.active_videos(session, batch_id=batch.id):
         crud.transition(session, video=video, to=VideoStatus.cancelled, reason="batch cancelled by user")
     session.commit()

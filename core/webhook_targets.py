@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from webapp.errors import InvalidParam
+from core.errors import InvalidParam
 
 MAX_URL = 2048
 # RFC 3986 characters, and percent signs only as %XX escapes: what the schema's `uri` format allows.

@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(12, ge=1, le=50)
     # Webhooks to loopback, private, link-local or cluster-internal addresses: allowed on the embedded
     # default (one user, their own machine), refused in cluster mode (tenants must not reach in-cluster
-    # services through us). None = by mode; see webapp/webhook_targets.py.
+    # services through us). None = by mode; see core/webhook_targets.py.
     webhook_private_targets: bool | None = None
     # How often the janitor looks for expired videos.
     janitor_interval_seconds: float = Field(300.0, gt=0)
@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     # connection fails (uvicorn's 5 s default cut requests of a 200-client load run).
     http_keep_alive_seconds: int = Field(75, ge=1, le=3600)
     log_level: str = "INFO"
+    # text: `message key=value ...` for people; json: one object per line for log collectors (core/log.py).
+    log_format: str = "text"
     htmx_source: str = Field("cdn", description="cdn, or local to serve the copy fetched by `make htmx`.")
 
     @field_validator("models", mode="before")
@@ -106,6 +108,13 @@ class Settings(BaseSettings):
         if v.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError(f"T2V_LOG_LEVEL={v!r} is not one of DEBUG, INFO, WARNING, ERROR")
         return v.upper()
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, v: str) -> str:
+        if v.lower() not in ("text", "json"):
+            raise ValueError(f"T2V_LOG_FORMAT={v!r} is not one of text, json")
+        return v.lower()
 
     @field_validator("htmx_source")
     @classmethod

@@ -5,13 +5,26 @@ Routes never return table objects: they build `VideoPublic`/`BatchPublic`.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from sqlmodel import Field, SQLModel
 
-from webapp.status import VideoStatus
+from core.status import VideoStatus
+
+ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def new_id(prefix: str) -> str:
+    """`video_` / `batch_` plus 24 random base-36 characters (124 bits)."""
+    n = int.from_bytes(secrets.token_bytes(16), "big")
+    chars = []
+    for _ in range(24):
+        n, r = divmod(n, 36)
+        chars.append(ID_ALPHABET[r])
+    return prefix + "_" + "".join(chars)
 
 # Queued and not yet given to a job: the predicate of the partial index `ix_video_waiting`. Queries
 # must spell it as this literal SQL, not bound parameters, for the planners to use that index.

@@ -14,9 +14,10 @@ import time
 
 from sqlmodel import Session, col, func, select
 
-from webapp import crud
-from webapp.models import Batch, Video, WebhookDelivery
-from webapp.status import VideoStatus
+from core.costmodel import units_by_model
+from core.presenters import batches_public, video_public
+from core.models import Batch, Video, WebhookDelivery, new_id
+from core.status import VideoStatus
 
 
 def sign(secret: str, webhook_id: str, timestamp: int, body: str) -> str:
@@ -28,7 +29,7 @@ def sign(secret: str, webhook_id: str, timestamp: int, body: str) -> str:
 
 def _enqueue(session: Session, *, tenant: str, object_id: str, event_type: str, url: str, data: dict) -> None:
     now = time.time()
-    webhook_id = crud.new_id("msg")
+    webhook_id = new_id("msg")
     payload = json.dumps({"type": event_type, "timestamp": int(now), "data": data}, sort_keys=True)
     session.add(WebhookDelivery(webhook_id=webhook_id, tenant=tenant, object_id=object_id, event_type=event_type,
                                 url=url, payload=payload, next_attempt_at=now, created_at=now))
@@ -36,9 +37,6 @@ def _enqueue(session: Session, *, tenant: str, object_id: str, event_type: str, 
 
 def on_video_terminal(session: Session, video: Video) -> None:
     """Queue the video's webhook, and its batch's when this was the batch's last active video."""
-    from webapp.costmodel import units_by_model
-    from webapp.presenters import batches_public, video_public
-
     if video.webhook_url:
         data = video_public(video, units=units_by_model(session)).model_dump(mode="json")
         _enqueue(session, tenant=video.tenant, object_id=video.id, event_type=f"video.{video.status}",

@@ -6,11 +6,11 @@ from fastapi import Response
 from pydantic import BaseModel
 from sqlmodel import Session
 
-from webapp import crud
-from webapp.models import Batch, BatchCounts, BatchPublic, ErrorInfo, Video, VideoPublic
-from webapp.costmodel import estimate, units_by_model
-from webapp.params import seconds_label
-from webapp.status import BatchStatus, VideoStatus
+from core import queries
+from core.models import Batch, BatchCounts, BatchPublic, ErrorInfo, Video, VideoPublic
+from core.costmodel import estimate, units_by_model
+from core.params import seconds_label
+from core.status import BatchStatus, VideoStatus
 
 TINY_NOTICE = "tiny is a random-weight demo model: its videos are noise, by design"
 
@@ -21,7 +21,7 @@ def _ts(v: float | None) -> int | None:
 
 def video_public(video: Video, *, position: int | None = None, units: dict[str, float] | None = None
                  ) -> VideoPublic:
-    """The API's video object; `units` is the calibrated cost model (webapp/costmodel.py)."""
+    """The API's video object; `units` is the calibrated cost model (core/costmodel.py)."""
     error = ErrorInfo(code=video.error_code, message=video.error_message or "") if video.error_code else None
     return VideoPublic(
         id=video.id, status=VideoStatus(video.status), progress=video.progress, model=video.model,
@@ -42,8 +42,8 @@ def video_public(video: Video, *, position: int | None = None, units: dict[str, 
 
 def videos_public(session: Session, videos: list[Video]) -> list[VideoPublic]:
     """Many video objects, with queue positions looked up together; `videos` may be ORM objects or
-    table rows of `video` (`crud.page`)."""
-    positions = crud.queue_positions(session, videos)
+    table rows of `video` (`queries.page`)."""
+    positions = queries.queue_positions(session, videos)
     units = units_by_model(session)
     return [video_public(v, position=positions.get(v.id), units=units) for v in videos]
 
@@ -67,7 +67,7 @@ def batch_status(counts: BatchCounts, cancelled: bool) -> BatchStatus:
 
 def batches_public(session: Session, batches: list[Batch]) -> list[BatchPublic]:
     """Batch objects with their counts from one grouped query."""
-    all_counts = crud.batch_counts(session, batch_ids=[b.id for b in batches])
+    all_counts = queries.batch_counts(session, batch_ids=[b.id for b in batches])
     out = []
     for b in batches:
         counts = BatchCounts(total=b.total, **all_counts[b.id])

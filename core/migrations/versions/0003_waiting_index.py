@@ -12,7 +12,7 @@ down_revision = '0002'
 branch_labels = None
 depends_on = None
 
-WAITING_SQL = "status = 'queued' AND job_name IS NULL"  # frozen copy of webapp.models.WAITING_SQL
+WAITING_SQL = "status = 'queued' AND job_name IS NULL"  # frozen copy of core.models.WAITING_SQL
 
 
 def upgrade() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from jobimage.limits import DEFAULT_FPS as FPS
 from jobimage.limits import MAX_FRAMES, MAX_GUIDANCE, MAX_STEPS, MIN_FRAMES, MIN_STEPS
 from jobimage.limits import VALID_FRAMES as ALLOWED_FRAMES
-from webapp.errors import InvalidParam
+from core.errors import InvalidParam
 
 MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**32 - 1
