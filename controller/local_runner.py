@@ -24,10 +24,11 @@ from pathlib import Path
 from sqlmodel import Session, col, select
 
 from controller.metrics import RunMetrics
+from core.items import item_for
 from core.gpus import visible_gpus
 from controller.results import apply_progress, settle
 from jobcontract.errors import StorageError
-from jobcontract.records import ExitCode, Item, Manifest, write_manifest
+from jobcontract.records import ExitCode, Manifest, write_manifest
 from jobcontract.storage import ObjectStore
 from core import crud
 from core.db import session_for
@@ -76,14 +77,6 @@ def lock_held(path: Path) -> bool:
     finally:
         os.close(fd)
     return False
-
-
-def item_for(video: Video, index: int) -> Item:
-    """The contract item for a video row."""
-    return Item(video_id=video.id, index=index, prompt=video.prompt, negative_prompt=video.negative_prompt,
-                seed=video.seed, num_frames=video.num_frames, height=video.height, width=video.width,
-                num_inference_steps=video.num_inference_steps, guidance_scale=video.guidance_scale,
-                fps=video.fps, model=video.model, attempt=video.attempt)
 
 
 class LocalRunner:

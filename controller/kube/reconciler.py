@@ -38,8 +38,8 @@ from controller.kube.jobs import (
 )
 from controller.kube.pods import PodState, PodView
 from controller.kube.watch import JobWatch
-from controller.local_runner import item_for
 from controller.metrics import ControllerMetrics
+from core.items import item_for
 from controller.results import apply_progress, settle
 from controller.settings import ControllerSettings
 from jobcontract.errors import ContractError
