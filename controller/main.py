@@ -11,11 +11,13 @@ import uuid
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from controller.housekeeping import Housekeeper
 from controller.kube.api import KubeJobApi
 from controller.kube.leader import KubeLeaseApi, LeaderElector
 from controller.kube.reconciler import KubeController
 from controller.kube.watch import JobWatch
 from controller.settings import ControllerSettings
+from controller.threads import start_thread
 from jobcontract.storage import open_store
 from core.settings import Settings
 
@@ -47,15 +49,20 @@ def serve_metrics(address: str, registry: CollectorRegistry):
 
 
 def run_controller(settings: Settings) -> None:
-    """`t2v controller`: the reconcile loop and its metrics endpoint, until the process ends."""
+    """`t2v controller`: the reconcile loop, housekeeping (webhooks, retention) and the metrics endpoint,
+    until the process ends. Housekeeping runs in every replica, leader or not: its units of work are
+    claimed with leases (controller/housekeeping.py), and webhooks must not wait for a failover."""
     controller = build_controller(settings)
+    keeper = Housekeeper(controller.settings, controller.store)
     # As a container's PID 1 the process has no default SIGTERM action: without this handler a deleted
     # controller pod went on acting as leader for its whole grace period (30 s), with its old settings.
-    signal.signal(signal.SIGTERM, lambda *_: controller.stop())
+    signal.signal(signal.SIGTERM, lambda *_: (keeper.stop(), controller.stop()))
     server = serve_metrics(controller.settings.metrics_address, controller.metrics.registry)
+    start_thread(keeper.run_forever, "t2v-housekeeping")
     try:
         controller.run_forever()  # returns after the pass in flight, having released the Lease
     finally:
+        keeper.stop()
         if server is not None:
             server.shutdown()
             server.server_close()

@@ -61,11 +61,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         keeper = Housekeeper(settings, app.state.store)
         workers.append((keeper, start_thread(keeper.run_forever, "t2v-housekeeping")))
     elif args.with_controller:
+        from controller.housekeeping import Housekeeper
         from controller.main import build_controller
         from controller.threads import start_thread
 
         ctl = build_controller(settings)
         workers.append((ctl, start_thread(ctl.run_forever, "t2v-controller")))
+        keeper = Housekeeper(settings, app.state.store)
+        workers.append((keeper, start_thread(keeper.run_forever, "t2v-housekeeping")))
     print(f"t2v serving on http://{args.host}:{args.port} (backend={settings.backend.value}, "
           f"db={settings.db_url.split('@')[-1]}, model={settings.model})", file=sys.stderr, flush=True)
     try:
