@@ -14,14 +14,13 @@ from core import queries
 from core.db import session_for
 from jobcontract.records import video_keys
 from tests.cluster.builders import eventually
-from tests.controller_kube.test_t2v_failover import cluster_mode  # noqa: F401 - the fixture
 from tests.support.receiver import webhook_receiver
 from webapp.app import create_app
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
 
 
-def test_the_controller_sends_webhooks_and_expires_files(cluster_mode) -> None:  # noqa: F811
+def test_the_controller_sends_webhooks_and_expires_files(cluster_mode) -> None:
     settings, replicas = cluster_mode
     replicas.env.update({"T2V_WEBHOOK_PRIVATE_TARGETS": "true",  # the receiver is on loopback
                          "T2V_JANITOR_INTERVAL_SECONDS": "1"})

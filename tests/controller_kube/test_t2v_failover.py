@@ -8,102 +8,20 @@ second Job. Both replicas serve /metrics: the leader says so and counts, the fol
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from kubernetes import config
 
 from controller.kube.api import KubeJobApi
 from controller.kube.leader import KubeLeaseApi
-from controller.settings import ControllerSettings
 from tests.cluster.builders import eventually
-from tests.controller_kube.kube import REPO, PodWork, drop_queues, kwok_pod_annotations, make_queues
+from tests.controller_kube.kube import PodWork
+from tests.controller_kube.replicas import leader_pid
 from tests.plugins.cluster import ClusterHandle
-from tests.support.metrics import scrape
-from scripts.harness.net import free_port
 from webapp.app import create_app
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
-
-
-class Replicas:
-    """Controller processes, by pid, with their logs."""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env, self.logs = env, logs
-        self.procs: dict[int, subprocess.Popen] = {}
-        self.metrics_ports: dict[int, int] = {}  # pid -> its T2V_METRICS_ADDRESS port
-
-    def start(self) -> int:
-        log = open(self.logs / f"controller-{len(self.procs)}.log", "w")  # noqa: SIM115 - lives with the process
-        port = free_port()
-        p = subprocess.Popen([str(Path(sys.executable).parent / "t2v"), "controller"], cwd=REPO,
-                             env={**self.env, "T2V_METRICS_ADDRESS": f"127.0.0.1:{port}"},
-                             stdout=log, stderr=subprocess.STDOUT)
-        self.procs[p.pid] = p
-        self.metrics_ports[p.pid] = port
-        return p.pid
-
-    def metric(self, pid: int, name: str) -> float | None:
-        """A label-less sample of replica `pid`'s /metrics; None if it has none by that name."""
-        return scrape(f"http://127.0.0.1:{self.metrics_ports[pid]}/metrics").get((name, frozenset()))
-
-    def kill(self, pid: int) -> None:
-        os.kill(pid, signal.SIGKILL)
-        self.procs[pid].wait(timeout=10)
-
-    def alive(self) -> list[int]:
-        return [pid for pid, p in self.procs.items() if p.poll() is None]
-
-    def stop_all(self) -> None:
-        for pid in self.alive():
-            self.procs[pid].send_signal(signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
-
-def leader_pid(leases: KubeLeaseApi, replicas: Replicas) -> int | None:
-    """The pid in the Lease holder's identity (`<host>-<pid>-<random>`), if that process is alive."""
-    rec = leases.read()
-    if rec is None or not rec.holder or rec.renew_time + rec.lease_seconds < time.time():
-        return None
-    pid = int(rec.holder.rsplit("-", 2)[1])
-    return pid if pid in replicas.alive() else None
-
-
-@pytest.fixture
-def cluster_mode(tmp_path, monkeypatch, test_cluster: ClusterHandle, k8s_namespace: str,
-                 postgres_url: str) -> Iterator[tuple[ControllerSettings, Replicas]]:
-    monkeypatch.setenv("KUBECONFIG", test_cluster.kubeconfig)
-    config.load_kube_config(test_cluster.kubeconfig)  # for KubeLeaseApi here, as KubeJobApi does in the replicas
-    queues = make_queues(test_cluster, k8s_namespace)
-    env = {**os.environ, "KUBECONFIG": test_cluster.kubeconfig, "T2V_NAMESPACE": k8s_namespace,
-           "T2V_DATA_DIR": str(tmp_path / "data"), "T2V_DATABASE_URL": postgres_url, "T2V_AUTH_REQUIRED": "false",
-           # 3 s lease, 1 s renew: a take-over within seconds; 1 s resync bounds what a lost event costs.
-           "T2V_LEASE_SECONDS": "3", "T2V_RENEW_SECONDS": "1", "T2V_RESYNC_SECONDS": "1",
-           "T2V_WATCH_TIMEOUT_SECONDS": "10", "T2V_JOB_POD_ANNOTATIONS": json.dumps(kwok_pod_annotations()),
-           # both LocalQueues lead to the test's one 8-GPU ClusterQueue
-           "T2V_SHORT_QUEUE_MAX_GPUS": "8", "T2V_LONG_QUEUE_MAX_GPUS": "8"}
-    settings = ControllerSettings(data_dir=tmp_path / "data", database_url=postgres_url, auth_required=False,
-                                  namespace=k8s_namespace, short_queue_max_gpus=8, long_queue_max_gpus=8,
-                                  job_pod_annotations=kwok_pod_annotations())
-    replicas = Replicas(env, tmp_path)
-    try:
-        yield settings, replicas
-    finally:
-        replicas.stop_all()
-        drop_queues(test_cluster, queues)
 
 
 def test_leader_killed_mid_dispatch_and_mid_watch_loses_nothing_and_makes_no_second_job(
