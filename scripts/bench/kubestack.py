@@ -146,8 +146,10 @@ class Plane:
                         raise RuntimeError(f"ClusterQueue {name} not active: {conds}")
                     time.sleep(0.5)
 
-    def delete_namespace_jobs(self, namespace: str) -> None:
-        self.kubectl("delete", "jobs", "--all", "-n", namespace, "--wait=false", check=False)
+    def delete_namespace_jobs(self, namespace: str, *, wait: bool = False) -> None:
+        """Delete every Job in `namespace`; `wait`: until they are gone (the namespace is used again)."""
+        self.kubectl("delete", "jobs", "--all", "-n", namespace, f"--wait={str(wait).lower()}", "--timeout=300s",
+                     check=False)
 
 
 @contextmanager
