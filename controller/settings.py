@@ -16,11 +16,12 @@ class ControllerSettings(Settings):
     job_image: str = "t2v-jobimage:latest"
     # Mochi runs one pipeline per GPU; two per pod lets one video split its guidance (docs/decisions.md).
     gpus_per_pod: int = Field(2, ge=1, le=8)
-    # The most GPUs one queue's work can hold at once (kueue/20-clusterqueues.yaml): short has 4
-    # nominal plus the 2 that long may lend (its lendingLimit), long has 4 plus all 4 of short's.
+    # The most GPUs one queue's work can hold at once, mirrored from kueue/20-clusterqueues.yaml: each
+    # ClusterQueue has 4 nominal and may borrow all 4 of the other's (no lendingLimit), so 8 each.
     # Kueue never admits a Job asking for more (it would wait forever), so Job parallelism stays
-    # within these. Change them with the ClusterQueues (docs/operations.md, Resize).
-    short_queue_max_gpus: int = Field(6, ge=1)
+    # within these. Change them with the ClusterQueues (docs/operations.md, Resize);
+    # tests/controller_kube/test_t2v_jobs.py fails when they disagree with kueue/.
+    short_queue_max_gpus: int = Field(8, ge=1)
     long_queue_max_gpus: int = Field(8, ge=1)
     # Items per pod (per completion index): the model load (~60 s from NVMe) is paid once per pod, so
     # 4 items of ~5 min each keep it under 5 % of the pod's time while a lost pod loses little work.
