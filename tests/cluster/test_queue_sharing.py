@@ -107,8 +107,9 @@ def test_a_16_row_csv_takes_all_8_gpus_and_each_short_video_then_stops_exactly_o
 
 
 def test_a_steady_stream_of_short_videos_leaves_long_work_its_nominal_share(stack_factory) -> None:
-    # Short videos run 1.5 s each; long items hold until release(), so long's GPUs are easy to count.
-    with stack_factory(run_seconds=lambda item: 1.5, hold=lambda item: item.model == LONG["model"]) as s:
+    # Short videos run 3 s each (a pod turnover is ~1.2 s here, so most of the time all of short's
+    # pods are Running); long items hold until release(), so long's GPUs are easy to count.
+    with stack_factory(run_seconds=lambda item: 3.0, hold=lambda item: item.model == LONG["model"]) as s:
         stream: list[str] = []
         waiting: set[str] = set()
 
