@@ -59,7 +59,7 @@ def build_job(settings: ControllerSettings, manifest: Manifest, unit: Unit) -> d
     """The Job for `manifest`: suspended, indexed, under Kueue, with per-index retries."""
     completions = manifest.completions
     # Kueue admits by parallelism x requests and never beyond what the queue can hold with what it may
-    # borrow: a Job asking for more waits forever (8 GPUs of short work: "> maximum capacity (6)").
+    # borrow: a Job asking for more waits forever (its Workload says "> maximum capacity").
     queue_gpus = settings.short_queue_max_gpus if unit.queue == "short" else settings.long_queue_max_gpus
     max_pods = max(1, min(settings.cluster_gpus, queue_gpus) // settings.gpus_per_pod)
     video_ids = [i.video_id for i in manifest.items]
