@@ -9,16 +9,17 @@ wait, under kueue/ as shipped and under one plain FIFO queue, on the same test c
 
 Scenarios (`--scenarios`, SCENARIOS below): `mixed` (CSV batches and short videos at 20 % of the
 GPUs: a day), `short-only` (short videos alone, offered at the node's whole capacity), `long-only`
-(the batches alone), `stream` (short videos at the node's whole capacity with 16-row batches arriving
-into them: how soon long work gets its nominal share back, `long_below_share`).
+(the batches alone), `stream` (short videos at 80 % of the node with 16-row batches arriving into
+them: how soon long work gets its nominal share back, `long_below_share`).
 
 Brings up scripts/testcluster's loopback control plane (one kwok node with 8 nvidia.com/gpu,
 Kueue v0.19.2) and runs t2v in cluster mode on it (scripts/bench/kubestack.py: PostgreSQL,
 `t2v serve`, the controller as its own process, the kwok pod stand-in), once per scenario and setup,
 each setup in its own namespace with a fresh database:
 
-- `kueue`: kueue/ as shipped (short and long ClusterQueues in a cohort, 4 + 4 GPUs, reclaim,
-  interactive above batch priority), the controller with its shipped settings;
+- `kueue`: kueue/ as shipped (short and long ClusterQueues in a cohort, 4 + 4 GPUs, each lending
+  all of its GPUs while it has nothing waiting, reclaim, interactive above batch priority), the
+  controller with its shipped settings;
 - `fifo`: one ClusterQueue of 8 GPUs, StrictFIFO, one LocalQueue for everything, one priority
   (the controller's queue and priority-class settings pointed at them);
 - `kueue-batch-job` (not run by default): kueue/ as shipped with the Job shape of earlier versions,
@@ -76,7 +77,6 @@ SCENARIOS = {
 FIFO_NS = "t2v-fifo"
 BATCH_JOB_NS = "t2v-batch-job"
 SETUPS = ("kueue", "fifo", "kueue-batch-job")
-
 FIFO_ENV = {"T2V_NAMESPACE": FIFO_NS, "T2V_SHORT_QUEUE": "fifo", "T2V_LONG_QUEUE": "fifo",
             "T2V_SHORT_CLUSTER_QUEUE": "t2v-fifo", "T2V_LONG_CLUSTER_QUEUE": "t2v-fifo",
             "T2V_SHORT_QUEUE_MAX_GPUS": "8", "T2V_TENANT_QUEUES": "false",
