@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from core import costmodel
+from core import costmodel, queues
 from core.db import session_for
 from core.models import Video
 from core.status import VideoStatus
@@ -29,7 +29,7 @@ WAIT_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400
 # Cluster event -> database: well under a second with the Job watch; the resync period (5 s) without it.
 LAG_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 120, 300)
 LAG_EVENTS = ("admitted", "suspended", "finished")  # controller/kube/jobs.py event_time
-QUEUES = ("short", "long")  # Video.queue (webapp/submit.py routes by estimated GPU time)
+QUEUES = queues.NAMES  # Video.queue (webapp/submit.py routes by estimated GPU time)
 PASS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from pydantic import Field, field_validator, model_validator
 
+from core import queues
 from core.settings import Settings
 
 
@@ -18,12 +20,11 @@ class ControllerSettings(Settings):
     job_image: str = "t2v-jobimage:latest"
     # Mochi runs one pipeline per GPU; two per pod lets one video split its guidance (docs/decisions.md).
     gpus_per_pod: int = Field(2, ge=1, le=8)
-    # The most GPUs one queue's work can hold at once (kueue/20-clusterqueues.yaml): short has 4
-    # nominal plus the 2 that long may lend (its lendingLimit), long has 4 plus all 4 of short's.
-    # Kueue never admits a Job asking for more (it would wait forever), so Job parallelism stays
-    # within these. Change them with the ClusterQueues (docs/operations.md, Resize).
-    short_queue_max_gpus: int = Field(6, ge=1)
-    long_queue_max_gpus: int = Field(8, ge=1)
+    # The most GPUs one queue's work can hold at once (core/queues.py, which kueue/ agrees with): Kueue
+    # never admits a Job asking for more (it would wait forever), so Job parallelism stays within these.
+    # Set lower only for a smaller node; the test plane sets 8 where both LocalQueues share one queue.
+    short_queue_max_gpus: int = Field(queues.SHORT.max_gpus, ge=1)
+    long_queue_max_gpus: int = Field(queues.LONG.max_gpus, ge=1)
     # What one job pod asks for besides its GPUs: Mochi's text encoder and VAE decode run on the CPU side
     # of an 8 x H100 node with ~2 TB of memory; 96Gi leaves room for a 163-frame decode. Smaller nodes
     # (the test node: 2 cores) set these lower; a pod over its memory limit is OOM-killed and retried.
@@ -44,14 +45,14 @@ class ControllerSettings(Settings):
     # StrictFIFO ClusterQueues would hold narrow Workloads behind a wide head: use BestEffortFIFO.
     batch_pods_per_job: int = Field(1, ge=1, le=64)
     # Kueue LocalQueue names in the namespace (kueue/localqueues.yaml), used by the default tenant.
-    short_queue: str = "short"
-    long_queue: str = "long"
+    short_queue: str = queues.SHORT.name
+    long_queue: str = queues.LONG.name
     # Every other tenant gets LocalQueues of its own, `<tenant>-short` / `<tenant>-long`, made by the
     # controller on first use and pointing at these ClusterQueues; Kueue's admission fair sharing
     # then shares each ClusterQueue between tenants by usage (docs/decisions.md). Off: all share.
     tenant_queues: bool = True
-    short_cluster_queue: str = "t2v-short"
-    long_cluster_queue: str = "t2v-long"
+    short_cluster_queue: str = queues.SHORT.cluster_queue
+    long_cluster_queue: str = queues.LONG.cluster_queue
     # WorkloadPriorityClasses (kueue/priorities.yaml): people waiting at the page before scripts.
     interactive_priority_class: str = "t2v-interactive"
     batch_priority_class: str = "t2v-batch"
@@ -119,6 +120,25 @@ class ControllerSettings(Settings):
         if v and not (sep and host and port.isdigit() and int(port) <= 65535):
             raise ValueError(f"T2V_METRICS_ADDRESS={v!r} must be host:port (e.g. 0.0.0.0:8080), or empty for none")
         return v
+
+    def queue(self, name: str) -> KueueQueue:
+        """The Kueue side of queue `name` (core/queues.py) in this deployment; the settings above
+        override the table's names and caps (a smaller node, the benchmarks' one FIFO queue)."""
+        if name not in queues.BY_NAME:
+            raise ValueError(f"queue {name!r} is not one of {list(queues.NAMES)} (core/queues.py)")
+        if name == queues.SHORT.name:
+            return KueueQueue(self.short_queue, self.short_cluster_queue, self.short_queue_max_gpus)
+        return KueueQueue(self.long_queue, self.long_cluster_queue, self.long_queue_max_gpus)
+
+
+@dataclass(frozen=True)
+class KueueQueue:
+    """A queue as this deployment's Jobs meet it: the default tenant's LocalQueue, its ClusterQueue,
+    and the most GPUs one Job may ask of it."""
+
+    local_queue: str
+    cluster_queue: str
+    max_gpus: int
 
 
 _UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from sqlmodel import Field, SQLModel
 
+from core import queues
 from core.status import VideoStatus
 
 ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -66,7 +67,7 @@ class Video(SQLModel, table=True):
     num_inference_steps: int
     guidance_scale: float
     priority: str = Field(default="interactive", max_length=16)  # interactive | batch
-    queue: str = Field(default="short", max_length=32)
+    queue: str = Field(default=queues.SHORT.name, max_length=32)
     metadata_json: dict[str, str] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
     created_at: float
     updated_at: float

@@ -13,6 +13,8 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core import queues
+
 
 class Backend(str, Enum):
     """Where videos run."""
@@ -41,7 +43,7 @@ class Settings(BaseSettings):
     runner_slots: int = Field(0, ge=0, le=64)
     # Cluster mode: the GPUs Kueue's ClusterQueues hold in all (8 = one H100 node), and per job pod
     # (Mochi runs one pipeline per GPU; two per pod lets one video split its guidance).
-    cluster_gpus: int = Field(8, ge=1)
+    cluster_gpus: int = Field(queues.CLUSTER_GPUS, ge=1)
     gpus_per_job: int = Field(2, ge=1, le=8)
     # Items one job process takes; each process loads the model once, so more items amortise the load.
     items_per_job: int = Field(4, ge=1, le=64)
@@ -51,8 +53,8 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1, le=20)
     # Days a finished video is kept before the janitor may delete it (expires_at).
     retention_days: float = Field(7.0, gt=0)
-    # Videos whose estimated GPU time is above this go to the `long` queue, the rest to `short`.
-    long_queue_threshold_seconds: float = Field(120.0, gt=0)
+    # Videos whose estimated GPU time is above this go to the `long` queue, the rest to `short` (core/queues.py).
+    long_queue_threshold_seconds: float = Field(queues.SHORT.max_cost_seconds, gt=0)
     max_idempotency_key_chars: int = 255
     # Downloads from S3/MinIO storage: GET .../content answers 302 to a presigned URL valid this long,
     # so video bytes skip the webapp. None = on in cluster mode, off on the embedded default (whose

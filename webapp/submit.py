@@ -9,7 +9,7 @@ import time
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from core import crud, queries
+from core import crud, queries, queues
 from core.errors import Conflict, InvalidParam, NotFound
 from webapp.limits import check_submission, retention_seconds
 from core.models import Batch, IdempotencyKey, Video, new_id
@@ -23,7 +23,7 @@ def route_queue(spec: VideoSpec, settings: Settings, units: dict[str, float]) ->
     block interactive work."""
     cost = estimate(units, model=spec.model, num_frames=spec.num_frames, width=spec.width, height=spec.height,
                     steps=spec.num_inference_steps, guidance=spec.guidance_scale)
-    return "long" if cost > settings.long_queue_threshold_seconds else "short"
+    return queues.route(cost, settings.long_queue_threshold_seconds)
 
 
 def body_hash(payload: object) -> str:

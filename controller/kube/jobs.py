@@ -39,12 +39,12 @@ DEFAULT_TENANT = "default"
 def local_queue(settings: ControllerSettings, tenant: str, queue: str) -> str:
     """The LocalQueue a tenant's `short` or `long` work goes to (see ControllerSettings.tenant_queues)."""
     if tenant == DEFAULT_TENANT or not settings.tenant_queues:
-        return settings.short_queue if queue == "short" else settings.long_queue
+        return settings.queue(queue).local_queue
     return f"{tenant}-{queue}"  # tenant names are DNS labels of at most 40 characters (webapp/auth.py)
 
 
 def cluster_queue(settings: ControllerSettings, queue: str) -> str:
-    return settings.short_cluster_queue if queue == "short" else settings.long_cluster_queue
+    return settings.queue(queue).cluster_queue
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,8 @@ def build_job(settings: ControllerSettings, manifest: Manifest, unit: Unit) -> d
     """The Job for `manifest`: suspended, indexed, under Kueue, with per-index retries."""
     completions = manifest.completions
     # Kueue admits by parallelism x requests and never beyond what the queue can hold with what it may
-    # borrow: a Job asking for more waits forever (8 GPUs of short work: "> maximum capacity (6)").
-    queue_gpus = settings.short_queue_max_gpus if unit.queue == "short" else settings.long_queue_max_gpus
-    max_pods = max(1, min(settings.cluster_gpus, queue_gpus) // settings.gpus_per_pod)
+    # borrow: a Job asking for more waits forever (its Workload says "> maximum capacity").
+    max_pods = max(1, min(settings.cluster_gpus, settings.queue(unit.queue).max_gpus) // settings.gpus_per_pod)
     video_ids = [i.video_id for i in manifest.items]
     labels = {
         LABEL_APP: "t2v-job",

@@ -434,7 +434,7 @@ class KubeController:
         head = videos[0]
         unit = Unit(tenant=head.tenant, queue=head.queue, priority=head.priority, batch_id=head.batch_id)
         queue = local_queue(self.settings, unit.tenant, unit.queue)
-        if queue not in self._queues_made and queue not in (self.settings.short_queue, self.settings.long_queue):
+        if queue not in self._queues_made and queue != self.settings.queue(unit.queue).local_queue:
             self.api.ensure_local_queue(queue, cluster_queue=cluster_queue(self.settings, unit.queue),
                                         tenant=unit.tenant)
             self._queues_made.add(queue)

@@ -2,17 +2,24 @@
 """A day on 8 GPUs, compressed: interactive short videos arriving (Poisson) while long CSV batches
 wait, under kueue/ as shipped and under one plain FIFO queue, on the same test control plane.
 
-    .venv/bin/python scripts/bench/fleet.py                   # kueue and fifo, ~10 minutes each
+    .venv/bin/python scripts/bench/fleet.py                   # mixed: kueue and fifo, ~10 minutes each
+    .venv/bin/python scripts/bench/fleet.py --scenarios short-only,long-only,stream --setups kueue
     .venv/bin/python scripts/bench/fleet.py --setups kueue,fifo,kueue-batch-job   # and the old shape
     .venv/bin/python scripts/bench/fleet.py --setups kueue --window 120 --batches 2   # a short look
 
+Scenarios (`--scenarios`, SCENARIOS below): `mixed` (CSV batches and short videos at 20 % of the
+GPUs: a day), `short-only` (short videos alone, offered at the node's whole capacity), `long-only`
+(the batches alone), `stream` (short videos at 80 % of the node with 16-row batches arriving into
+them: how soon long work gets its nominal share back, `long_below_share`).
+
 Brings up scripts/testcluster's loopback control plane (one kwok node with 8 nvidia.com/gpu,
 Kueue v0.19.2) and runs t2v in cluster mode on it (scripts/bench/kubestack.py: PostgreSQL,
-`t2v serve`, the controller as its own process, the kwok pod stand-in), once per setup, each in
-its own namespace with a fresh database:
+`t2v serve`, the controller as its own process, the kwok pod stand-in), once per scenario and setup,
+each setup in its own namespace with a fresh database:
 
-- `kueue`: kueue/ as shipped (short and long ClusterQueues in a cohort, 4 + 4 GPUs, reclaim,
-  interactive above batch priority), the controller with its shipped settings;
+- `kueue`: kueue/ as shipped (short and long ClusterQueues in a cohort, 4 + 4 GPUs, each lending
+  all of its GPUs while it has nothing waiting, reclaim, interactive above batch priority), the
+  controller with its shipped settings;
 - `fifo`: one ClusterQueue of 8 GPUs, StrictFIFO, one LocalQueue for everything, one priority
   (the controller's queue and priority-class settings pointed at them);
 - `kueue-batch-job` (not run by default): kueue/ as shipped with the Job shape of earlier versions,
@@ -49,6 +56,7 @@ sys.path.insert(0, str(REPO))
 
 from scripts.bench.docsection import write_section  # noqa: E402
 from scripts.bench.kubestack import KUEUE_QUEUES, QUEUEING_STRATEGIES, T2VStack, control_plane, log, pct  # noqa: E402
+from core import queues  # noqa: E402
 from core.costmodel import DEFAULT_SECONDS_PER_UNIT, work_units  # noqa: E402
 
 GPUS = 8
@@ -56,6 +64,16 @@ GPUS_PER_POD = 2  # ControllerSettings.gpus_per_pod
 LONG = {"model": "mochi-1-preview"}  # defaults: 85 frames, 848x480, 64 steps: ~163 GPU-s, the long queue
 SHORTS = [{"model": "mochi-1-preview", "seconds": "1"},  # 31 frames: ~65 GPU-s
           {"model": "mochi-1-preview", "seconds": "1.6"}]  # 49 frames: ~98 GPU-s (both under 120: short)
+# What each scenario sends; --batches, --batches-at-start, --rows and --short-share override these for every
+# scenario of a run. short-only offers short videos at the node's whole capacity; stream at 80 % of it,
+# more than short's nominal half and more than the node turns over at 20x, so the stream fills the node
+# while its backlog stays a few hundred videos.
+SCENARIOS = {
+    "mixed": {"batches": 5, "batches_at_start": 3, "rows": 64, "short_share": 0.2},
+    "short-only": {"batches": 0, "batches_at_start": 0, "rows": 0, "short_share": 1.0},
+    "long-only": {"batches": 5, "batches_at_start": 3, "rows": 64, "short_share": 0.0},
+    "stream": {"batches": 6, "batches_at_start": 0, "rows": 16, "short_share": 0.8},
+}
 FIFO_NS = "t2v-fifo"
 BATCH_JOB_NS = "t2v-batch-job"
 SETUPS = ("kueue", "fifo", "kueue-batch-job")
@@ -117,6 +135,16 @@ class Arrival:
     rows: int = 0  # a batch's rows
 
 
+def scenario_args(args: argparse.Namespace, scenario: str) -> argparse.Namespace:
+    """`args` with the scenario's arrivals filled in where the command line left them unset."""
+    out = argparse.Namespace(**vars(args))
+    for k, v in SCENARIOS[scenario].items():
+        if getattr(out, k, None) is None:
+            setattr(out, k, v)
+    out.scenario = scenario
+    return out
+
+
 def arrivals(args: argparse.Namespace) -> list[Arrival]:
     """The same schedule for every setup: batches at the start and through the first 2/3, shorts Poisson."""
     rng = random.Random(args.seed)
@@ -125,8 +153,8 @@ def arrivals(args: argparse.Namespace) -> list[Arrival]:
     out += [Arrival(round(args.window * 2 / 3 * (i + 1) / (later + 1), 1), "batch", rows=args.rows)
             for i in range(later)]
     mean_short = sum(SHORT_GPU_S.values()) / len(SHORT_GPU_S) / args.speedup
-    rate = args.short_share * GPUS * args.window / mean_short / args.window  # per wall second
-    t = rng.expovariate(rate)
+    rate = args.short_share * GPUS / mean_short  # per wall second
+    t = rng.expovariate(rate) if rate > 0 else args.window
     n = 0
     while t < args.window:
         secs = rng.choice(list(FRAMES))
@@ -194,7 +222,7 @@ def run_setup(plane, name: str, args: argparse.Namespace, schedule: list[Arrival
         return result
     finally:
         stack.stop()
-        plane.delete_namespace_jobs(namespace)
+        plane.delete_namespace_jobs(namespace, wait=True)  # the next scenario uses the namespace again
 
 
 def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -313,7 +341,57 @@ def analyse(stack: T2VStack, t0: float, speedup: float) -> dict:
         "long_item_seconds": round(long_item, 2),
         "eviction_gaps": eviction_gaps(jobs, pods),
         "turnover_gaps": turnover_gaps(jobs, pods),
+        "long_below_share": long_below_share(jobs, pods, videos, t0, end),
+        "short_pod_seconds_max": round(max(SHORT_GPU_S.values()) / speedup / GPUS_PER_POD, 2),
     }
+
+
+def long_below_share(jobs: dict, pods: list, videos: dict, t0: float, end: float) -> dict:
+    """How long long work waited while holding less than its nominal GPUs (kueue/'s t2v-long): each
+    maximal interval in which some long-queue work waits (its Job suspended and not finished, or a
+    video without its Job yet) while long-queue pods hold fewer than the nominal GPUs. `reclaim` are
+    those during which short work held more than its own nominal share (borrowing long's) at some
+    moment: the wait for short's borrowers to give the GPUs back. The rest are pod turnovers."""
+    nominal = {q.name: q.nominal_gpus for q in queues.QUEUES}
+    queue_of = {name: j.queue for name, j in jobs.items()}
+    video_job = {vid: name for name, j in jobs.items() for vid in j.videos}
+    edges: list[tuple[float, str, int]] = []  # (time, what, +/-): what is short|long (GPUs) or wait
+    for p in pods:
+        q = queue_of.get(p.job)
+        if p.running is not None and q in nominal:
+            edges += [(p.running, q, p.gpus), (p.ended or end, q, -p.gpus)]
+    waits = []
+    for name, j in jobs.items():
+        if j.queue != "long":
+            continue
+        marks = j.suspends + [(j.finished or end, False)]
+        waits += [(a, b) for (a, susp), (b, _) in zip(marks, marks[1:]) if susp]
+    for vid, v in videos.items():
+        if v["queue"] == "long":
+            j = jobs.get(video_job.get(vid, ""))
+            waits.append((v["created_at"], j.created if j else end))
+    for a, b in _merge([(max(a, t0), min(b, end)) for a, b in waits]):
+        edges += [(a, "wait", 1), (b, "wait", -1)]
+    held, waiting = {"short": 0, "long": 0}, 0
+    episodes: list[tuple[float, float, bool]] = []  # (start, end, short borrowed meanwhile)
+    start: float | None = None
+    borrowed = False
+    for t, what, d in sorted(edges, key=lambda e: (e[0], e[2])):  # ends before starts at one instant
+        if what == "wait":
+            waiting += d
+        else:
+            held[what] += d
+        below = waiting > 0 and held["long"] < nominal["long"]
+        if below and start is None:
+            start, borrowed = t, False
+        if start is not None:
+            borrowed = borrowed or held["short"] > nominal["short"]
+        if not below and start is not None:
+            episodes.append((start, t, borrowed))
+            start = None
+    lengths = [b - a for a, b, _ in episodes]
+    return {"all": _summary(lengths), "reclaim": _summary([b - a for a, b, r in episodes if r]),
+            "nominal_gpus": nominal["long"]}
 
 
 def _summary(x: list[float]) -> dict:
@@ -380,42 +458,72 @@ def _evictions(r: dict) -> str:
     return f"{r['evictions']} ({r['evicted_jobs']})" if "evictions" in r else "—"  # not counted before
 
 
+def describe(scenario: str, sc: dict, cfg: dict) -> str:
+    """One line on what a scenario sends."""
+    parts = []
+    if sc["batches"]:
+        later = sc["batches"] - sc["batches_at_start"]
+        parts.append(f"{sc['batches']} CSV batches of {sc['rows']} default Mochi videos ({sc['batches_at_start']} "
+                     f"queued at the start{f', {later} through the first two thirds' if later else ''})")
+    if sc["short_share"]:
+        parts.append(f"short videos arriving Poisson at {sc['short_share']:.0%} of the 8 GPUs for "
+                     f"{cfg['window']:g} s")
+    return f"- **{scenario}**: " + " and ".join(parts) + "."
+
+
+def targets(r: dict, fifo: dict | None) -> str:
+    """The kueue setup's figures against the issue's targets, for its scenario."""
+    busy = r["busy_fraction_while_waiting"] or 0
+    checks = [f"busy while work waits >= 0.95: {'met' if busy >= 0.95 else 'MISSED'}"]
+    if r["scenario"] == "mixed":
+        checks.append(f"short p95 wait <= one long item ({r['long_item_seconds']} s): "
+                      f"{'met' if (r['short_wait']['p95'] or 1e9) <= r['long_item_seconds'] else 'MISSED'}")
+    if r["scenario"] == "stream":
+        turnover = r["turnover_gaps"]["pod_ended_to_next_running"]["p95"] or 0.0
+        bound = r["short_pod_seconds_max"] + turnover
+        worst = r["long_below_share"]["all"]["max"]
+        checks.append(f"long work back at its nominal share within one short pod + a pod turnover (this run's p95: "
+                      f"{r['short_pod_seconds_max']:.2f} + {turnover:.2f} s): "
+                      f"{'met' if worst is not None and worst <= bound else 'MISSED'} (longest {fmt(worst)})")
+    if fifo and r["scenario"] == "mixed":
+        checks.append("better than FIFO on busy fraction: " + (
+            "yes" if busy > (fifo["busy_fraction_while_waiting"] or 0) else "NO"))
+        checks.append("better than FIFO on short p95 wait: " + (
+            "yes" if (r["short_wait"]["p95"] or 1e9) < (fifo["short_wait"]["p95"] or 1e9) else "NO"))
+    return f"Targets ({r['scenario']}, kueue): " + "; ".join(checks) + "."
+
+
 def table(res: dict) -> str:
     cfg = res["config"]
+    runs = res["setups"]
+    scenarios = list(dict.fromkeys(r.get("scenario", "mixed") for r in runs))
     lines = [
-        f"Simulated: {cfg['window'] * cfg['speedup'] / 3600:.1f} h of arrivals at {cfg['speedup']:g}x speed "
-        f"({cfg['window']:g} s of wall clock), {cfg['batches']} CSV batches of {cfg['rows']} default Mochi videos "
-        f"(~{LONG_GPU_S:.0f} GPU-s each; {cfg['batches_at_start']} queued at the start, the rest through the first "
-        f"two thirds), short videos (31 or 49 frames, ~{SHORT_GPU_S['1']:.0f}/{SHORT_GPU_S['1.6']:.0f} GPU-s) "
-        f"arriving Poisson at {cfg['short_share']:.0%} of the 8 GPUs; one long item = {LONG_GPU_S:.0f} s / "
-        f"{cfg['speedup']:g} = {LONG_GPU_S / cfg['speedup']:.1f} s; stopped items "
-        f"{'start over (--no-resume)' if cfg['no_resume'] else 'resume from their checkpoints'}.", "",
-        "| setup | videos (short) | makespan | lower bound | makespan / bound | useful GPU-s / (8 x makespan) | "
-        "busy while work waits | short wait p50 | short wait p95 | p95 / long item | evictions (Jobs) | "
-        "pods killed (GPU-s of work lost) | load avg |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in res["setups"]:
+        f"Time scale {cfg['speedup']:g}x: one long item (85 frames, ~{LONG_GPU_S:.0f} GPU-s) runs "
+        f"{LONG_GPU_S:.0f} s / {cfg['speedup']:g} = {LONG_GPU_S / cfg['speedup']:.1f} s, a short one (31 or 49 "
+        f"frames, ~{SHORT_GPU_S['1']:.0f}/{SHORT_GPU_S['1.6']:.0f} GPU-s) on its 2-GPU pod "
+        f"{SHORT_GPU_S['1'] / cfg['speedup'] / GPUS_PER_POD:.1f}-{SHORT_GPU_S['1.6'] / cfg['speedup'] / GPUS_PER_POD:.1f}"
+        f" s; stopped items {'start over (--no-resume)' if cfg['no_resume'] else 'resume from their checkpoints'}.",
+        "", *[describe(s, next(r["scenario_config"] for r in runs if r.get("scenario") == s), cfg) for s in scenarios],
+        "",
+        "| scenario | setup | videos (short) | makespan | lower bound | makespan / bound | useful GPU-s / (8 x makespan) | "
+        "busy while work waits | short wait p50 | short wait p95 | p95 / long item | long below its share "
+        "while it waits: max (n) | evictions (Jobs) | pods killed (GPU-s of work lost) | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
         w = r["short_wait"]
         ratio = f"{w['p95'] / r['long_item_seconds']:.2f}" if w["p95"] is not None else "—"
+        below = r.get("long_below_share", {}).get("all", {})
         lines.append(
-            f"| {r['setup']} | {r['videos']} ({r['shorts']}) | {r['makespan']:.0f} s | {r['makespan_lower_bound']:.0f} s | "
-            f"{r['makespan_over_bound']} | {r['useful_fraction']} | {r['busy_fraction_while_waiting']} | "
-            f"{fmt(w['p50'])} | {fmt(w['p95'])} | {ratio} | {_evictions(r)} | "
-            f"{r['preempted_pods']} ({r['lost_gpu_seconds']}) | "
-            f"{r['load'][0]:.1f} -> {r['load_after'][0]:.1f} |")
-    by = {r["setup"]: r for r in res["setups"]}
-    k = by.get("kueue")
-    if k:
-        checks = [f"busy while work waits >= 0.95: {'met' if (k['busy_fraction_while_waiting'] or 0) >= 0.95 else 'MISSED'}",
-                  f"short p95 wait <= one long item ({k['long_item_seconds']} s): "
-                  f"{'met' if (k['short_wait']['p95'] or 1e9) <= k['long_item_seconds'] else 'MISSED'}"]
-        if "fifo" in by:
-            f = by["fifo"]
-            checks.append("better than FIFO on busy fraction: " + (
-                "yes" if (k["busy_fraction_while_waiting"] or 0) > (f["busy_fraction_while_waiting"] or 0) else "NO"))
-            checks.append("better than FIFO on short p95 wait: " + (
-                "yes" if (k["short_wait"]["p95"] or 1e9) < (f["short_wait"]["p95"] or 1e9) else "NO"))
-        lines += ["", "Targets (kueue setup): " + "; ".join(checks) + "."]
+            f"| {r.get('scenario', 'mixed')} | {r['setup']} | {r['videos']} ({r['shorts']}) | {r['makespan']:.0f} s | "
+            f"{r['makespan_lower_bound']:.0f} s | {r['makespan_over_bound']} | {r['useful_fraction']} | "
+            f"{r['busy_fraction_while_waiting']} | {fmt(w['p50'])} | {fmt(w['p95'])} | {ratio} | "
+            f"{fmt(below.get('max'))} ({below.get('n', 0)}) | {_evictions(r)} | "
+            f"{r['preempted_pods']} ({r['lost_gpu_seconds']}) | {r['load'][0]:.1f} -> {r['load_after'][0]:.1f} |")
+    lines.append("")
+    for s in scenarios:
+        by = {r["setup"]: r for r in runs if r.get("scenario", "mixed") == s}
+        if "kueue" in by:
+            lines.append(targets(by["kueue"], by.get("fifo")))
     return "\n".join(lines)
 
 
@@ -425,13 +533,14 @@ def write_docs(res: dict, command: str) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenarios", default="mixed", help=f"comma-separated: {', '.join(SCENARIOS)}")
     p.add_argument("--setups", default="kueue,fifo", help=f"comma-separated: {', '.join(SETUPS)}")
     p.add_argument("--speedup", type=float, default=20.0, help="cost-model seconds per wall second")
     p.add_argument("--window", type=float, default=420.0, help="wall seconds during which work arrives")
-    p.add_argument("--batches", type=int, default=5, help="CSV batches in all")
-    p.add_argument("--batches-at-start", type=int, default=3)
-    p.add_argument("--rows", type=int, default=64, help="rows (videos) per CSV batch")
-    p.add_argument("--short-share", type=float, default=0.2, help="short videos' share of the 8 GPUs")
+    p.add_argument("--batches", type=int, help="CSV batches in all (default: the scenario's)")
+    p.add_argument("--batches-at-start", type=int, help="of those, queued at the start (default: the scenario's)")
+    p.add_argument("--rows", type=int, help="rows (videos) per CSV batch (default: the scenario's)")
+    p.add_argument("--short-share", type=float, help="short videos' share of the 8 GPUs (default: the scenario's)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
     p.add_argument("--set", action="append", default=[], metavar="T2V_NAME=VALUE",
@@ -447,18 +556,27 @@ def main() -> int:
     setups = [s.strip() for s in args.setups.split(",") if s.strip()]
     if set(setups) - set(SETUPS):
         p.error(f"--setups: unknown {sorted(set(setups) - set(SETUPS))}; known: {', '.join(SETUPS)}")
-    schedule = arrivals(args)
-    work = sum((a.rows * LONG_GPU_S if a.kind == "batch" else
-                SHORT_GPU_S[a.body["seconds"]]) for a in schedule) / args.speedup
-    log(f"{len(schedule)} arrivals, {work:.0f} GPU-s of work: at least {work / GPUS:.0f} s on {GPUS} GPUs")
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    if set(scenarios) - set(SCENARIOS):
+        p.error(f"--scenarios: unknown {sorted(set(scenarios) - set(SCENARIOS))}; known: {', '.join(SCENARIOS)}")
     results = []
     with control_plane() as plane:
         plane.apply_kueue(args.queueing)
         plane.apply(fifo_docs() + batch_job_docs())
         plane.wait_cluster_queues([*KUEUE_QUEUES, "t2v-fifo"])
-        for name in setups:
-            log(f"setup {name}")
-            results.append(run_setup(plane, name, args, schedule))
+        for scenario in scenarios:
+            sargs = scenario_args(args, scenario)
+            schedule = arrivals(sargs)
+            work = sum((a.rows * LONG_GPU_S if a.kind == "batch" else
+                        SHORT_GPU_S[a.body["seconds"]]) for a in schedule) / args.speedup
+            log(f"scenario {scenario}: {len(schedule)} arrivals, {work:.0f} GPU-s of work: "
+                f"at least {work / GPUS:.0f} s on {GPUS} GPUs")
+            for name in setups:
+                log(f"scenario {scenario}, setup {name}")
+                r = run_setup(plane, name, sargs, schedule)
+                r["scenario"] = scenario
+                r["scenario_config"] = {k: getattr(sargs, k) for k in SCENARIOS[scenario]}
+                results.append(r)
     res = {"config": {k: v for k, v in vars(args).items() if k not in ("json", "write_docs")},
            "setups": results}
     print(table(res))

@@ -32,6 +32,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from core import queues  # noqa: E402
 from scripts.testcluster_lib import build, cluster  # noqa: E402
 from scripts.harness.postgres import PostgresServer  # noqa: E402
 from scripts.harness.server import Server, start_server  # noqa: E402
@@ -40,7 +41,7 @@ from scripts.harness.net import free_port  # noqa: E402
 from scripts.harness.procs import stop  # noqa: E402
 
 KUEUE_DIR = REPO / "kueue"
-KUEUE_QUEUES = ["t2v-short", "t2v-long"]  # kueue/20-clusterqueues.yaml
+KUEUE_QUEUES = [q.cluster_queue for q in queues.QUEUES]  # kueue/20-clusterqueues.yaml
 QUEUEING_STRATEGIES = ["BestEffortFIFO", "StrictFIFO"]  # the choices of the benches' --queueing
 GROUP, VERSION = "kueue.x-k8s.io", "v1beta2"
 SELECTOR = "app.kubernetes.io/managed-by=t2v-controller"
@@ -146,8 +147,10 @@ class Plane:
                         raise RuntimeError(f"ClusterQueue {name} not active: {conds}")
                     time.sleep(0.5)
 
-    def delete_namespace_jobs(self, namespace: str) -> None:
-        self.kubectl("delete", "jobs", "--all", "-n", namespace, "--wait=false", check=False)
+    def delete_namespace_jobs(self, namespace: str, *, wait: bool = False) -> None:
+        """Delete every Job in `namespace`; `wait`: until they are gone (the namespace is used again)."""
+        self.kubectl("delete", "jobs", "--all", "-n", namespace, f"--wait={str(wait).lower()}", "--timeout=300s",
+                     check=False)
 
 
 @contextmanager

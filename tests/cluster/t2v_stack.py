@@ -8,6 +8,8 @@ and `scripts.harness.standin.PodStandIn` running the Job pods that kwok only pre
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import threading
 from collections.abc import Iterator
@@ -115,6 +117,20 @@ class Stack:
         assert r.status_code == 200, r.text
         assert r.json()["status"] == "queued"
         return r.json()["id"]
+
+    def submit_batch(self, rows: list[dict]) -> tuple[str, list[str]]:
+        """POST /v1/batches with a CSV of `rows` (dicts of column -> value); the batch id and its video
+        ids in row order."""
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=sorted({k for r in rows for k in r}))
+        w.writeheader()
+        w.writerows(rows)
+        r = self.api.post("/v1/batches", files={"file": ("rows.csv", buf.getvalue().encode(), "text/csv")})
+        assert r.status_code == 200, r.text
+        batch = r.json()["id"]
+        listed = self.api.get("/v1/videos", params={"batch_id": batch, "limit": 100, "order": "asc"}).json()["data"]
+        assert len(listed) == len(rows), listed
+        return batch, [v["id"] for v in listed]
 
     def jobs(self) -> dict[str, dict]:
         items = client.CustomObjectsApi(self.k8s).list_namespaced_custom_object(

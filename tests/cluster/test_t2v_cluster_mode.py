@@ -41,9 +41,13 @@ def stack_factory(kueue_applied: ClusterHandle, k8s_namespace: str, tmp_path: Pa
     return make
 
 
-def test_six_videos_four_run_on_the_kwok_node_two_wait_with_kueue_positions_then_all_complete(stack_factory) -> None:
+@pytest.mark.parametrize("body", [SHORT, LONG], ids=["short", "long"])
+def test_six_videos_four_run_on_the_kwok_node_two_wait_with_kueue_positions_then_all_complete(
+        stack_factory, body: dict) -> None:
+    """Either queue's work may use all 8 GPUs while the other has none: 4 pods of 2 GPUs, not 3."""
     with stack_factory(hold=lambda item: True) as s:  # pods stay Running until release()
-        ids = [s.submit(prompt=f"a lighthouse in a storm, take {i}", **LONG) for i in range(6)]
+        ids = [s.submit(prompt=f"a lighthouse in a storm, take {i}", **body) for i in range(6)]
+        assert {s.video(i)["queue"] for i in ids} == {"short" if body is SHORT else "long"}
 
         def split():
             vids = s.videos(ids)

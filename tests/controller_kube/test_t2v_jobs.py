@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from controller.kube.jobs import Unit, build_job, finished_indexes, index_of, job_name, read_state
+from controller.kube.jobs import Unit, build_job, cluster_queue, finished_indexes, index_of, job_name, read_state
 from controller.settings import ControllerSettings
 from jobcontract.records import Item, Manifest
+from tests.support.kueue_quota import max_gpus
 
 
 def manifest(n: int, per_pod: int = 4) -> Manifest:
@@ -43,12 +44,16 @@ def test_single_video_job_names_its_video(tmp_path) -> None:
     assert job["spec"]["maxFailedIndexes"] == 0
 
 
-@pytest.mark.parametrize(("queue", "pods"), [("short", 3), ("long", 4)], ids=["short-6-gpus", "long-8-gpus"])
-def test_parallelism_stays_within_what_the_queue_can_ever_hold(tmp_path, queue: str, pods: int) -> None:
-    """Short work may borrow only 2 of long's GPUs (its lendingLimit): a Job asking 8 would never be admitted."""
-    job = build_job(ControllerSettings(data_dir=tmp_path), manifest(20),
-                    Unit(tenant="default", queue=queue, priority="batch", batch_id="batch_x"))
-    assert job["spec"]["parallelism"] == pods
+@pytest.mark.parametrize("queue", ["short", "long"])
+def test_parallelism_stays_within_what_the_queue_can_ever_hold(tmp_path, queue: str) -> None:
+    """A Job asking for more GPUs than its ClusterQueue can hold with what it may borrow would never
+    be admitted; each queue may borrow all of the other's, so a wide batch Job takes the whole node."""
+    settings = ControllerSettings(data_dir=tmp_path)
+    job = build_job(settings, manifest(20), Unit(tenant="default", queue=queue, priority="batch", batch_id="batch_x"))
+    assert job["spec"]["parallelism"] == max_gpus(cluster_queue(settings, queue)) // settings.gpus_per_pod == 4
+    narrow = settings.model_copy(update={f"{queue}_queue_max_gpus": 6})  # e.g. a lendingLimit of 2 elsewhere
+    job = build_job(narrow, manifest(20), Unit(tenant="default", queue=queue, priority="batch", batch_id="batch_x"))
+    assert job["spec"]["parallelism"] == 3
 
 
 @pytest.mark.parametrize(("job", "finished", "failed", "running", "suspended"), [

@@ -47,7 +47,51 @@ def test_fleet_arrivals_are_the_same_for_every_setup_and_fill_the_gpus() -> None
     shorts = [x for x in a if x.kind == "short"]
     work = sum(fleet.SHORT_GPU_S[x.body["seconds"]] for x in shorts) / args.speedup
     assert 0.15 < work / (fleet.GPUS * args.window) < 0.25  # about the asked-for 20 % of the GPUs
-    assert round(fleet.LONG_GPU_S) == 163 and all(s < 120 for s in fleet.SHORT_GPU_S.values())
+    assert round(fleet.LONG_GPU_S) == 139 and all(s < 120 for s in fleet.SHORT_GPU_S.values())
+
+
+@pytest.mark.parametrize(("scenario", "batches", "share"), [
+    ("short-only", 0, (0.85, 1.15)), ("long-only", 5, (0.0, 0.0)), ("stream", 6, (0.65, 0.95))])
+def test_fleet_single_class_scenarios_send_only_their_class(scenario: str, batches: int, share: tuple) -> None:
+    base = argparse.Namespace(seed=7, batches=None, batches_at_start=None, rows=None, window=420.0, speedup=20.0,
+                              short_share=None)
+    args = fleet.scenario_args(base, scenario)
+    a = fleet.arrivals(args)
+    assert sum(x.kind == "batch" for x in a) == batches
+    work = sum(fleet.SHORT_GPU_S[x.body["seconds"]] for x in a if x.kind == "short") / args.speedup
+    assert share[0] <= work / (fleet.GPUS * args.window) <= share[1]
+    # The command line still wins over the scenario's defaults.
+    assert fleet.scenario_args(argparse.Namespace(**{**vars(base), "rows": 8}), scenario).rows == 8
+
+
+def test_fleet_long_below_share_splits_reclaim_waits_from_turnovers() -> None:
+    from scripts.bench.kubestack import JobSeen, PodSeen
+
+    # Short work holds all 8 GPUs from 0 to 10; long work arrives at 5 (videos L1, L2; Jobs at 5.25).
+    # Two short pods end at 6 and 8: Kueue admits long's Jobs at 6.25 and 8.25, so long work stops
+    # waiting below its nominal 4 GPUs at 8.25 (a reclaim wait of 3.25 s). L3 arrives at 11 while long
+    # holds 4; long's first pod ends at 12 and L3 is admitted at 13: long waits at 2 GPUs for 1 s with
+    # nothing of short's borrowed (a turnover).
+    jobs = {f"s{i}": JobSeen(videos=[f"S{i}"], created=0.0, queue="short", suspends=[(0.0, True), (0.0, False)],
+                             finished=10.0) for i in range(4)}
+    jobs |= {"l1": JobSeen(videos=["L1"], created=5.25, queue="long", suspends=[(5.25, True), (6.25, False)],
+                           finished=12.0),
+             "l2": JobSeen(videos=["L2"], created=5.25, queue="long", suspends=[(5.25, True), (8.25, False)],
+                           finished=20.0),
+             "l3": JobSeen(videos=["L3"], created=11.0, queue="long", suspends=[(11.0, True), (13.0, False)],
+                           finished=20.0)}
+    pods = [PodSeen(job=f"s{i}", index=0, created=0.0, running=0.0, ended=end, phase="Succeeded", gpus=2)
+            for i, end in enumerate([6.0, 8.0, 10.0, 10.0])]
+    pods += [PodSeen(job="l1", index=0, created=6.3, running=6.5, ended=12.0, phase="Succeeded", gpus=2),
+             PodSeen(job="l2", index=0, created=8.3, running=8.5, ended=20.0, phase="Succeeded", gpus=2),
+             PodSeen(job="l3", index=0, created=13.1, running=13.25, ended=20.0, phase="Succeeded", gpus=2)]
+    videos = {f"S{i}": {"queue": "short", "created_at": 0.0} for i in range(4)}
+    videos |= {"L1": {"queue": "long", "created_at": 5.0}, "L2": {"queue": "long", "created_at": 5.0},
+               "L3": {"queue": "long", "created_at": 11.0}}
+    out = fleet.long_below_share(jobs, pods, videos, 0.0, 20.0)
+    assert out["nominal_gpus"] == 4
+    assert out["reclaim"]["n"] == 1 and out["reclaim"]["max"] == pytest.approx(3.25)
+    assert out["all"]["n"] == 2 and out["all"]["p50"] == pytest.approx(1.0)
 
 
 def test_fleet_busy_time_counts_only_inside_the_waiting_windows_and_caps_at_8_gpus() -> None:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from sqlmodel import Session, col, func, select
 
-from core import queries
+from core import queries, queues
 from webapp.deps import CallerDep, SessionDep, SettingsDep
 from webapp.api.responses import errors
 from core.models import Video
@@ -20,7 +20,6 @@ from core.settings import Backend, Settings
 from core.status import VideoStatus
 
 router = APIRouter(prefix="/v1/queue", tags=["queue"])
-QUEUES = ("short", "long")
 
 
 class QueueCounts(BaseModel):
@@ -86,10 +85,10 @@ def queue_state(session: Session, *, request: Request, settings: Settings, tenan
         select(Video.queue, Video.status, func.count()).where(
             col(Video.status).in_([VideoStatus.queued.value, VideoStatus.in_progress.value]))
         .group_by(Video.queue, Video.status)).all()
-    counts: dict[str, dict[str, int]] = {q: {} for q in QUEUES}
+    counts: dict[str, dict[str, int]] = {q: {} for q in queues.NAMES}
     for queue, status, n in rows:
         counts.setdefault(queue, {})[str(getattr(status, "value", status))] = n
-    queues = [QueueCounts(name=q, running=c.get(VideoStatus.in_progress.value, 0),
+    per_queue = [QueueCounts(name=q, running=c.get(VideoStatus.in_progress.value, 0),
                           waiting=c.get(VideoStatus.queued.value, 0)) for q, c in counts.items()]
     # A job (process or pod) holds one slot however many videos it carries.
     busy = session.exec(select(func.count(func.distinct(Video.job_name))).where(
@@ -107,7 +106,7 @@ def queue_state(session: Session, *, request: Request, settings: Settings, tenan
     positions = queries.queue_positions(session, head)
     waiting = [Waiting(id=v.id, queue=v.queue, position=positions.get(v.id), priority=v.priority,
                        batch_id=v.batch_id, prompt=v.prompt[:120]) for v in head]
-    return QueuePublic(backend=settings.backend.value, queues=queues, slots=Usage(in_use=busy, total=slots),
+    return QueuePublic(backend=settings.backend.value, queues=per_queue, slots=Usage(in_use=busy, total=slots),
                        gpus=Usage(in_use=gpu_use, total=gpus), waiting=waiting)
 
 
