@@ -22,10 +22,11 @@ run: $(STAMP)
 	$(BIN)/t2v serve --host $(HOST) --port $(PORT)
 
 # System packages (PostgreSQL, Chromium), the test control plane, MinIO and promtool built
-# from source (cached under ~/.cache/t2v), and the local htmx copy.
+# from source (cached under ~/.cache/t2v), the real test node's images (buildah), and the local htmx copy.
 test-deps: $(STAMP)
 	bash scripts/install-test-deps.sh
 	$(BIN)/python scripts/testcluster build
+	$(BIN)/python scripts/testcluster images --test-node
 	$(BIN)/python -m scripts.prometheus_tools build
 	$(MAKE) htmx
 

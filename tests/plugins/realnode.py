@@ -22,6 +22,18 @@ from scripts.testcluster_lib import cluster, deploy
 from tests.plugins.cluster import ClusterHandle, new_state_dir
 
 
+# A real-node test's limit, set-up included: the first one also starts the node, and on a cold machine
+# containerd unpacks the 6.6 GB job image (about 7 minutes) before `deploy`. The images themselves are
+# built before pytest starts (`make test-deps`); the global 600 s killed that first set-up in a cold run.
+TIMEOUT_S = 1500
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("realnode") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(TIMEOUT_S))
+
+
 @dataclass(frozen=True)
 class RealStack:
     """t2v deployed on the real node: the cluster, the loopback URL of the webapp Service, an admin key."""
