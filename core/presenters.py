@@ -25,7 +25,7 @@ def video_public(video: Video, *, position: int | None = None, units: dict[str, 
     error = ErrorInfo(code=video.error_code, message=video.error_message or "") if video.error_code else None
     return VideoPublic(
         id=video.id, status=VideoStatus(video.status), progress=video.progress, model=video.model,
-        prompt=video.prompt, negative_prompt=video.negative_prompt, seconds=seconds_label(video.num_frames),
+        prompt=video.prompt, negative_prompt=video.negative_prompt, seconds=seconds_label(video.num_frames, video.model),
         size=f"{video.width}x{video.height}", num_frames=video.num_frames, fps=video.fps, seed=video.seed,
         num_inference_steps=video.num_inference_steps, guidance_scale=video.guidance_scale,
         created_at=int(video.created_at), started_at=_ts(video.started_at), completed_at=_ts(video.completed_at),

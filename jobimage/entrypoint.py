@@ -213,7 +213,7 @@ def generate_item(store: ObjectStore, item: Item, workers: list, load_seconds: f
     `stop` was set while it denoised (its checkpoint is then saved)."""
     import torch
 
-    from jobimage.generate import free_memory, generate
+    from jobimage.models.pipeline import free_memory, generate
 
     run = ItemRun(store, item, retry)
     devices = [str(w.device) for w in workers]
@@ -254,7 +254,7 @@ class Published:
     """A generated item waiting for the CPU part: encode, upload, result."""
 
     run: ItemRun
-    video: object  # jobimage.generate.Video
+    video: object  # jobimage.models.pipeline.Video
     timings: dict[str, float]
     gpu: str
 
@@ -452,7 +452,7 @@ def run(settings: Settings, stop: StopSignal | None = None) -> ExitCode:
             continue
 
         # 4. Load once per device, 5-6. generate and publish.
-        from jobimage.generate import free_memory, load_workers, parse_devices
+        from jobimage.models.pipeline import free_memory, load_workers, parse_devices
 
         devices = parse_devices(settings.devices)
         for item in runnable:

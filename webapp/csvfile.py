@@ -7,7 +7,7 @@ import io
 from typing import Any
 
 from core.errors import APIError, InvalidCSV, InvalidParam
-from core.params import MAX_PROMPT_CHARS, TEXT_FIELDS, VideoSpec, parse_video
+from core.params import MAX_PROMPT_CHARS, TEXT_FIELDS, TokenCounter, VideoSpec, parse_video
 
 CSV_COLUMNS = TEXT_FIELDS
 
@@ -52,7 +52,7 @@ def read_rows(data: bytes) -> list[dict[str, str]]:
 
 
 def validate_rows(rows: list[dict[str, Any]], *, default_model: str, models: list[str],
-                  max_rows: int, strict: bool = False) -> list[VideoSpec]:
+                  max_rows: int, strict: bool = False, tokens: TokenCounter | None = None) -> list[VideoSpec]:
     """Validate every row; raise InvalidCSV listing all bad rows (1 = first data row)."""
     if not rows:
         raise InvalidParam("the batch has no rows", param="file")
@@ -65,7 +65,7 @@ def validate_rows(rows: list[dict[str, Any]], *, default_model: str, models: lis
             continue
         clean = row if strict else {k: v for k, v in row.items() if v not in (None, "")}  # CSV: empty cell = default
         try:
-            spec, _ = parse_video(clean, default_model=default_model, models=models, strict=strict)
+            spec, _ = parse_video(clean, default_model=default_model, models=models, strict=strict, tokens=tokens)
             specs.append(spec)
         except APIError as e:
             bad.append({"row": n, "param": e.param, "message": e.message})

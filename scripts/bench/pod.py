@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="t2v-pod-bench-"))
     if args.smoke:
-        from jobimage.tiny import ensure_tiny_model
+        from jobimage.models.tiny import ensure_tiny_model
 
         args.model, args.devices, args.frames, args.height, args.width, args.steps = "tiny", "cpu,cpu", 7, 64, 96, 4
         args.model_dir = args.model_dir or tmp / "models"
