@@ -9,11 +9,12 @@ import secrets
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, create_model
 from sqlmodel import Field, SQLModel
 
 from core import queues
 from core.status import VideoStatus
+from jobcontract.video import PARAM_FIELDS, VideoParams
 
 ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -151,8 +152,13 @@ class ErrorResponse(BaseModel):
     error: ErrorInfo
 
 
-class VideoPublic(BaseModel):
-    """The video object of the API."""
+# A video's parameters as the public object shows them: VideoParams' fields, less width and height (shown
+# as `size`) and less their limits (a stored video is shown as it is, even if a limit changed since).
+PUBLIC_PARAMS = tuple(f for f in PARAM_FIELDS if f not in ("width", "height"))
+
+
+class _VideoHead(BaseModel):
+    """The first keys of the video object, before its parameters."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -160,16 +166,17 @@ class VideoPublic(BaseModel):
     object: str = "video"
     status: VideoStatus
     progress: int
-    model: str
-    prompt: str
-    negative_prompt: str
+
+
+_VideoParamsPublic = create_model("VideoParamsPublic", __base__=_VideoHead,
+                                  **{f: (VideoParams.model_fields[f].annotation, ...) for f in PUBLIC_PARAMS})
+
+
+class VideoPublic(_VideoParamsPublic):
+    """The video object of the API: its state and its parameters (VideoParams', derived)."""
+
     seconds: str
     size: str
-    num_frames: int
-    fps: int
-    seed: int
-    num_inference_steps: int
-    guidance_scale: float
     created_at: int
     started_at: int | None
     completed_at: int | None
