@@ -67,6 +67,7 @@ class Video(SQLModel, table=True):
     seed: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
     num_inference_steps: int
     guidance_scale: float
+    crf: int = Field(default=VideoParams.model_fields["crf"].default, sa_column_kwargs={"server_default": "18"})
     priority: str = Field(default="interactive", max_length=16)  # interactive | batch
     queue: str = Field(default=queues.SHORT.name, max_length=32)
     metadata_json: dict[str, str] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))

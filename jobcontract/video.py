@@ -36,11 +36,13 @@ class VideoParams(BaseModel):
     guidance_scale: float = Field(ge=0.0, le=20.0, allow_inf_nan=False,
                                   description="Classifier-free guidance; above 1 doubles the work per step.")
     fps: int = Field(ge=1, le=60, description="Frames per second of the MP4.")
+    crf: int = Field(18, ge=0, le=51, description="x264 quality of the MP4: 0 lossless, 51 smallest; 18 looks "
+                                                  "lossless at 480p.")
 
 
 PARAM_FIELDS = tuple(VideoParams.model_fields)
 # Fields that change the file but not the latents: a denoising checkpoint ignores them.
-OUTPUT_ONLY = ("fps",)
+OUTPUT_ONLY = ("fps", "crf")
 LATENT_INPUTS = tuple(f for f in PARAM_FIELDS if f not in OUTPUT_ONLY)
 
 

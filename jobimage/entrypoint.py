@@ -310,7 +310,7 @@ class Published:
             run.progress("encoding")
             with tempfile.TemporaryDirectory(prefix="t2v-item-") as tmp:
                 t0 = time.perf_counter()
-                mp4 = encode_mp4(video.frames, item.fps, Path(tmp) / "video.mp4")
+                mp4 = encode_mp4(video.frames, item.fps, Path(tmp) / "video.mp4", crf=item.crf)
                 thumb = write_thumbnail(video.frames, Path(tmp) / "thumbnail.jpg")
                 timings["encode"] = round(time.perf_counter() - t0, 3)
                 data = mp4.read_bytes()
