@@ -11,8 +11,8 @@ from core.models import PUBLIC_PARAMS, Batch, BatchCounts, BatchPublic, ErrorInf
 from core.costmodel import estimate, units_by_model
 from core.params import seconds_label
 from core.status import BatchStatus, VideoStatus
+from jobimage.models import spec_for
 
-TINY_NOTICE = "tiny is a random-weight demo model: its videos are noise, by design"
 
 
 def _ts(v: float | None) -> int | None:
@@ -35,7 +35,7 @@ def video_public(video: Video, *, position: int | None = None, units: dict[str, 
                                        width=video.width, height=video.height, steps=video.num_inference_steps,
                                        guidance=video.guidance_scale),
         metadata=video.metadata_json or {}, bytes=video.bytes, sha256=video.sha256, timings=video.timings or {},
-        notice=TINY_NOTICE if video.model == "tiny" else None,
+        notice=spec_for(video.model).notice,
     )
 
 

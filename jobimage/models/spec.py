@@ -42,6 +42,7 @@ class ModelSpec:
     head_dim: int
     context_width: int
     typical_prompt_tokens: int = 64  # T5 tokens of a typical prompt (the empty negative prompt is 1)
+    notice: str | None = None  # shown on every video object of this model
 
     @property
     def valid_frames(self) -> tuple[int, ...]:

@@ -24,7 +24,8 @@ TINY_NAME = "tiny"
 # A Mochi in shape (same frame rule, sizes and token limit), cheap by default: ~3 s on two CPU cores;
 # 848x480 works too but costs ~12 s (attention over ~9,500 tokens).
 TINY = replace(MOCHI, name=TINY_NAME,
-               defaults=Defaults(num_frames=31, num_inference_steps=8, guidance_scale=4.5, size="432x240"))
+               defaults=Defaults(num_frames=31, num_inference_steps=8, guidance_scale=4.5, size="432x240"),
+               notice="tiny is a random-weight demo model: its videos are noise, by design")
 MAX_SEQUENCE_LENGTH = TINY.max_prompt_tokens
 TINY_SEED = 20241022
 # Bumped whenever the config below changes, so an old tiny folder is rebuilt.
