@@ -16,7 +16,10 @@ CSV_COLUMNS = TEXT_FIELDS
 # (up to the row and byte limits, which are 400 and 413): the header `prompt`, then rows of plain
 # text of at most MAX_PROMPT_CHARS characters (no quotes or commas, some non-space).
 _HALF = f"{{0,{MAX_PROMPT_CHARS // 2 - 1}}}"
-_ROW = f'[^\\r\\n",\\x00]{_HALF}[^\\s",\\x00][^\\r\\n",\\x00]{_HALF}'
+# The one character that must not be space: what Python's str.strip() removes is spelled out (the
+# fuzzer's `\s` is ASCII only, and a prompt of one U+001C is empty to the server).
+_SPACE = "\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+_ROW = f'[^\\r\\n",\\x00]{_HALF}[^\\s",{_SPACE}][^\\r\\n",\\x00]{_HALF}'
 CSV_SCHEMA = {"type": "string", "contentMediaType": "text/csv",
               "pattern": f"^prompt\\r?\\n{_ROW}(\\r?\\n{_ROW})*(\\r?\\n)?$",
               "description": "UTF-8 CSV with a header row: 'prompt' and any of " + ", ".join(TEXT_FIELDS[1:])
