@@ -173,7 +173,7 @@ def parse_video(raw: dict[str, Any], *, default_model: str, models: list[str],
         for field, text in (("prompt", prompt), ("negative_prompt", negative)):
             n = tokens(model, text) if text else None
             if n is not None and n > spec.max_prompt_tokens:
-                raise InvalidParam(f"{field} is {n} tokens for {model}'s text encoder; the limit is "
+                raise InvalidParam(f"{field} is {n} T5 tokens, over {spec.family}'s limit of "
                                    f"{spec.max_prompt_tokens}: shorten it", param=field)
 
     metadata = parse_metadata(raw.get("metadata"))

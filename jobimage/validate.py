@@ -33,12 +33,13 @@ def check_params(values: dict[str, Any]) -> list[str]:
 def check_item(item: Item, tokenizer: Any | None = None) -> list[str]:
     """Problems with an item, each naming the field and value; [] when it can run."""
     problems = check_params(asdict(item))
-    limit = spec_for(item.model).max_prompt_tokens
+    spec = spec_for(item.model)
     if tokenizer is not None and not problems:
         for name in ("prompt", "negative_prompt"):
             n = token_count(tokenizer, getattr(item, name))
-            if n > limit:
-                problems.append(f"{name}: {n} T5 tokens is over {item.model}'s limit of {limit}; shorten it")
+            if n > spec.max_prompt_tokens:
+                problems.append(f"{name}: {n} T5 tokens is over {spec.family}'s limit of {spec.max_prompt_tokens}; "
+                                "shorten it")
     return problems
 
 

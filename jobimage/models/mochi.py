@@ -15,6 +15,7 @@ SIZES = ("848x480", "480x848", "640x480", "480x640", "576x576", "640x352", "352x
 
 MOCHI = ModelSpec(
     name="mochi-1-preview",
+    family="Mochi",
     defaults=Defaults(num_frames=85, num_inference_steps=64, guidance_scale=4.5, size="848x480"),
     sizes=SIZES,
     fps=30,

@@ -25,6 +25,7 @@ class ModelSpec:
     """One model's shape: frames are `temporal_factor * k + 1`, sides multiples of `size_multiple`."""
 
     name: str
+    family: str  # what messages call it: tiny is a Mochi too
     defaults: Defaults
     sizes: tuple[str, ...]  # what the API offers, native first; the pod takes any size within the rule
     fps: int
