@@ -102,7 +102,7 @@ class LocalRunner:
         from core.catalog import available_models
 
         if "tiny" in available_models(self.settings):
-            from jobimage.tiny import ensure_tiny_model
+            from jobimage.models.tiny import ensure_tiny_model
 
             ensure_tiny_model(self.settings.models_path)
 

@@ -1,11 +1,10 @@
-"""Which models the API accepts."""
+"""Which models the API accepts here (the registry knows them all: jobimage/models/)."""
 
 from __future__ import annotations
 
 from core.settings import Backend, Settings
-
-KNOWN_MODELS = ("mochi-1-preview", "tiny")
-READY_MARKER = "READY"
+from jobimage.model_folder import READY_NAME as READY_MARKER
+from jobimage.models import KNOWN_MODELS  # the registry: one module per model
 
 
 def available_models(settings: Settings) -> list[str]:

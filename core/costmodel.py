@@ -14,16 +14,17 @@ import time
 
 from sqlmodel import Session, select
 
-from jobimage import flops
+from jobimage.models import spec_for
+from jobimage.models.mochi import MOCHI
 from core.models import Video
 from core.status import VideoStatus
 
-# A unit is one TFLOP of Mochi's transformer (jobimage/flops.py): attention grows with the square of the
+# A unit is one TFLOP of the model's transformer (its spec, jobimage/models/): attention grows with the square of the
 # tokens, so seconds per unit stay flat across clip lengths (seconds per token varied 2.2x between 31
 # and 163 frames). Measured on one H200 (same compute as an H100), 2026-12-04, the job pod end to end
 # with torch.compile: 0.31 s text encoding + 64 guided steps of 5.93 s + 6.90 s VAE decode = 386.7
 # GPU-seconds for 163 frames at 848x480 (docs/performance.md, "Mochi on one GPU").
-_MEASURED_TFLOP = 64 * 2 * flops.forward_flops(flops.latent_tokens(num_frames=163, height=480, width=848)) / 1e12
+_MEASURED_TFLOP = MOCHI.work_units(num_frames=163, width=848, height=480, steps=64, guidance=4.5)
 H200_SECONDS_PER_UNIT = (0.311 + 64 * 5.930 + 6.901) / _MEASURED_TFLOP
 DEFAULT_SECONDS_PER_UNIT = H200_SECONDS_PER_UNIT  # until a model has finished runs of its own
 SAMPLE = 20  # recent completed runs per model that set its unit
@@ -35,10 +36,9 @@ _cache: dict[str, tuple[float, dict[str, float]]] = {}
 _lock = threading.Lock()
 
 
-def work_units(*, num_frames: int, width: int, height: int, steps: int, guidance: float) -> float:
-    """Transformer TFLOPs of one video: per step one forward, two with classifier-free guidance."""
-    tokens = flops.latent_tokens(num_frames=num_frames, height=height, width=width)
-    return flops.forward_flops(tokens) / 1e12 * steps * (2 if guidance > 1.0 else 1)
+def work_units(*, num_frames: int, width: int, height: int, steps: int, guidance: float, model: str = "") -> float:
+    """Transformer TFLOPs of one video (the model's spec): per step one forward, two with guidance."""
+    return spec_for(model).work_units(num_frames=num_frames, width=width, height=height, steps=steps, guidance=guidance)
 
 
 def gpu_seconds(timings: dict | None) -> float | None:
@@ -61,7 +61,7 @@ def calibrate(session: Session) -> dict[str, float]:
     samples: dict[str, list[float]] = {}
     for model, frames, width, height, steps, guidance, timings in rows:
         spent = gpu_seconds(timings)
-        units = work_units(num_frames=frames, width=width, height=height, steps=steps, guidance=guidance)
+        units = work_units(num_frames=frames, width=width, height=height, steps=steps, guidance=guidance, model=model)
         got = samples.setdefault(model, [])
         if spent and units and len(got) < SAMPLE:
             got.append(spent / units)
@@ -86,5 +86,5 @@ def estimate(units: dict[str, float], *, model: str, num_frames: int, width: int
              guidance: float) -> float:
     """Estimated GPU-seconds of one video with the calibrated units."""
     per_unit = units.get(model, DEFAULT_SECONDS_PER_UNIT)
-    work = work_units(num_frames=num_frames, width=width, height=height, steps=steps, guidance=guidance)
+    work = work_units(num_frames=num_frames, width=width, height=height, steps=steps, guidance=guidance, model=model)
     return round(work * per_unit, 3)

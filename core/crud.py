@@ -21,10 +21,8 @@ def _video_values(spec: VideoSpec, *, tenant: str, priority: str, queue: str, re
     """Column values of a new queued video."""
     return {
         "id": new_id("video"), "tenant": tenant, "batch_id": batch_id, "batch_row": batch_row,
-        "status": VideoStatus.queued.value, "progress": 0, "model": spec.model, "prompt": spec.prompt,
-        "negative_prompt": spec.negative_prompt, "num_frames": spec.num_frames, "width": spec.width,
-        "height": spec.height, "fps": 30, "seed": spec.seed, "num_inference_steps": spec.num_inference_steps,
-        "guidance_scale": spec.guidance_scale, "priority": priority, "queue": queue, "metadata_json": spec.metadata,
+        "status": VideoStatus.queued.value, "progress": 0, **spec.params(),
+        "priority": priority, "queue": queue, "metadata_json": spec.metadata,
         "created_at": now, "updated_at": now, "expires_at": now + retention_seconds, "attempt": 0, "timings": {},
         "webhook_url": webhook_url,
     }

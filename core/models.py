@@ -9,11 +9,12 @@ import secrets
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, create_model
 from sqlmodel import Field, SQLModel
 
 from core import queues
 from core.status import VideoStatus
+from jobcontract.video import PARAM_FIELDS, VideoParams
 
 ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -66,6 +67,7 @@ class Video(SQLModel, table=True):
     seed: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
     num_inference_steps: int
     guidance_scale: float
+    crf: int = Field(default=VideoParams.model_fields["crf"].default, sa_column_kwargs={"server_default": "18"})
     priority: str = Field(default="interactive", max_length=16)  # interactive | batch
     queue: str = Field(default=queues.SHORT.name, max_length=32)
     metadata_json: dict[str, str] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
@@ -151,8 +153,13 @@ class ErrorResponse(BaseModel):
     error: ErrorInfo
 
 
-class VideoPublic(BaseModel):
-    """The video object of the API."""
+# A video's parameters as the public object shows them: VideoParams' fields, less width and height (shown
+# as `size`) and less their limits (a stored video is shown as it is, even if a limit changed since).
+PUBLIC_PARAMS = tuple(f for f in PARAM_FIELDS if f not in ("width", "height"))
+
+
+class _VideoHead(BaseModel):
+    """The first keys of the video object, before its parameters."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -160,16 +167,17 @@ class VideoPublic(BaseModel):
     object: str = "video"
     status: VideoStatus
     progress: int
-    model: str
-    prompt: str
-    negative_prompt: str
+
+
+_VideoParamsPublic = create_model("VideoParamsPublic", __base__=_VideoHead,
+                                  **{f: (VideoParams.model_fields[f].annotation, ...) for f in PUBLIC_PARAMS})
+
+
+class VideoPublic(_VideoParamsPublic):
+    """The video object of the API: its state and its parameters (VideoParams', derived)."""
+
     seconds: str
     size: str
-    num_frames: int
-    fps: int
-    seed: int
-    num_inference_steps: int
-    guidance_scale: float
     created_at: int
     started_at: int | None
     completed_at: int | None

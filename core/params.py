@@ -1,8 +1,9 @@
-"""Validation of video parameters, shared by the JSON API, form posts and CSV rows.
+"""Validation of video requests, shared by the JSON API, form posts and CSV rows.
 
-Every error names the field and the value it got. Limits follow Mochi: frames
-are 6k+1 (the VAE compresses time 6x), sides are multiples of 16 (8x VAE and
-2x2 patches), 30 fps, prompts of at most 256 T5 tokens (checked in the pod).
+A request is `jobcontract.video.VideoParams` as a client spells it: `seconds` or `num_frames`,
+`size` for width and height, no `fps` (the model's), plus `metadata`. The limits are read off
+`VideoParams` and the model's spec (jobimage/models/), never written here; every error names the
+field and the value it got.
 """
 
 from __future__ import annotations
@@ -10,67 +11,58 @@ from __future__ import annotations
 import math
 import random
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-# The pod's own limits (torch-free module): the API refuses what the pod would refuse.
-from jobimage.limits import DEFAULT_FPS as FPS
-from jobimage.limits import MAX_FRAMES, MAX_GUIDANCE, MAX_STEPS, MIN_FRAMES, MIN_STEPS
-from jobimage.limits import VALID_FRAMES as ALLOWED_FRAMES
-from core.errors import InvalidParam
+from pydantic import ValidationError
 
-MAX_PROMPT_CHARS = 2000
-MAX_SEED = 2**32 - 1
+from core.errors import InvalidParam
+from jobcontract import video as params
+from jobcontract.video import MAX_PROMPT_CHARS, PARAM_FIELDS, VideoParams
+from jobimage.models import SPECS, spec_for
+from jobimage.models.spec import size_of
+
 MAX_METADATA_KEYS = 16
 
-# Per-model defaults: the tiny model is for demos and tests, so it is cheap by default.
-DEFAULTS = {
-    "mochi-1-preview": {"num_frames": 85, "num_inference_steps": 64, "guidance_scale": 4.5, "size": "848x480"},
-    # ~3 s on two CPU cores; 848x480 works too but costs ~12 s (attention over ~9,500 tokens).
-    "tiny": {"num_frames": 31, "num_inference_steps": 8, "guidance_scale": 4.5, "size": "432x240"},
-}
-FIELDS = ("prompt", "model", "seconds", "num_frames", "size", "seed", "negative_prompt",
-          "num_inference_steps", "guidance_scale", "metadata")
+# How a request spells the parameters it does not give as they are: the duration as seconds or frames,
+# the frame size as one `size`, the frame rate never (the model's).
+SPELLED = {"num_frames": ("seconds", "num_frames"), "width": ("size",), "height": (), "fps": ()}
+FIELDS = tuple(f for p in PARAM_FIELDS for f in SPELLED.get(p, (p,))) + ("metadata",)
 # Form fields and CSV cells are text: metadata (an object) comes only in JSON bodies.
 TEXT_FIELDS = tuple(f for f in FIELDS if f != "metadata")
+# Numbers a request gives as they are: checked against VideoParams' limits, defaulted from the model's spec.
+PLAIN_NUMBERS = tuple(f for f in PARAM_FIELDS if f not in SPELLED and f != "seed"
+                      and VideoParams.model_fields[f].annotation in (int, float))
 
 # Seconds as text: a plain decimal in (0, 5.43] (OpenAI sends strings such as "4").
 SECONDS_PATTERN = r"^(0?\.[0-9]*[1-9][0-9]*|0*[1-4](\.[0-9]+)?|0*5(\.([0-3][0-9]*|4|4[0-2][0-9]*|430*)?)?)$"
+# Every model's sizes, frame counts and longest clip, for the schema (a request is checked against its own model's).
+SIZES = tuple(dict.fromkeys(s for spec in SPECS.values() for s in spec.sizes))
+ALLOWED_FRAMES = tuple(sorted({f for spec in SPECS.values() for f in spec.valid_frames}))
+MAX_SECONDS = max(spec.max_seconds for spec in SPECS.values())
+
+# (model, text) -> its tokens, or None where the model's tokenizer is not reachable here.
+TokenCounter = Callable[[str, str], "int | None"]
 
 
-@dataclass(frozen=True)
-class VideoSpec:
-    """A validated request for one video."""
+class VideoSpec(VideoParams):
+    """A validated request for one video: its parameters and the caller's metadata."""
 
-    prompt: str
-    model: str
-    num_frames: int
-    width: int
-    height: int
-    seed: int
-    negative_prompt: str
-    num_inference_steps: int
-    guidance_scale: float
-    metadata: dict[str, str]
+    metadata: dict[str, str] = {}
 
     def canonical(self, *, seed_given: bool) -> dict[str, Any]:
         """What identifies the request for idempotency (a drawn seed is not part of it)."""
-        d = self.__dict__.copy()
-        if not seed_given:
-            d.pop("seed")
-        return d
+        return self.model_dump(exclude=None if seed_given else {"seed"})
+
+    def params(self) -> dict[str, Any]:
+        """The video's parameters alone (the DB row's and the manifest item's columns)."""
+        return self.model_dump(include=set(PARAM_FIELDS))
 
 
-def seconds_label(num_frames: int) -> str:
+def seconds_label(num_frames: int, model: str = "") -> str:
     """Duration as the API shows it: '2.83' for 85 frames."""
-    return f"{num_frames / FPS:.2f}".rstrip("0").rstrip(".")
-
-
-def frames_for_seconds(seconds: float) -> int:
-    """The Mochi frame count (6k+1) closest to `seconds` at 30 fps."""
-    k = max(1, round((seconds * FPS - 1) / 6))
-    return min(MAX_FRAMES, 6 * k + 1)
+    return spec_for(model).seconds_label(num_frames)
 
 
 def _blank(v: Any, strict: bool = False) -> bool:
@@ -92,26 +84,29 @@ def _number(field: str, v: Any, kind: type, strict: bool = False) -> float | int
     return n
 
 
-# 848x480 is what Mochi was trained on; the others keep sides multiples of 16 (8x VAE, 2x2 patches)
-# and at most as many pixels, so memory stays bounded. Quality is best at the native size.
-SIZES = ("848x480", "480x848", "640x480", "480x640", "576x576", "640x352", "352x640", "432x240", "240x432",
-         "256x144", "144x256")
+def _checked(field: str, value: Any) -> Any:
+    """`value` if it is within VideoParams' limits for `field`; else a 400 naming both."""
+    if field in params.problems({field: value}):
+        shown = f"{value:g}" if isinstance(value, float) else value
+        raise InvalidParam(f"{field} {params.explain(field, value)}, got {shown}", param=field)
+    return value
 
 
-def parse_size(v: Any) -> tuple[int, int]:
-    """'848x480' -> (848, 480), for the sizes in SIZES."""
-    if not isinstance(v, str) or v.strip().lower() not in SIZES:
-        raise InvalidParam(f"size {v!r} is not supported: use 848x480 (native) or one of {', '.join(SIZES[1:])}",
+def parse_size(v: Any, sizes: tuple[str, ...] = SIZES) -> tuple[int, int]:
+    """'848x480' -> (848, 480), for the sizes offered."""
+    if not isinstance(v, str) or v.strip().lower() not in sizes:
+        raise InvalidParam(f"size {v!r} is not supported: use {sizes[0]} (native) or one of {', '.join(sizes[1:])}",
                            param="size")
-    w, h = v.strip().lower().split("x")
-    return int(w), int(h)
+    return size_of(v)
 
 
 def parse_video(raw: dict[str, Any], *, default_model: str, models: list[str],
-                strict: bool = False) -> tuple[VideoSpec, bool]:
+                strict: bool = False, tokens: TokenCounter | None = None) -> tuple[VideoSpec, bool]:
     """Validate one request; returns the spec and whether the caller chose the seed.
 
     `strict` (JSON bodies): numbers must be JSON numbers; form fields and CSV cells are text.
+    `tokens`: counts a prompt's tokens with the model's tokenizer, so what the pod would refuse
+    is refused here.
     """
     fields = FIELDS if strict else TEXT_FIELDS
     unknown = sorted(set(raw) - set(fields))
@@ -131,63 +126,65 @@ def parse_video(raw: dict[str, Any], *, default_model: str, models: list[str],
     model = default_model if blank(raw.get("model")) else raw["model"]
     if model not in models:
         raise InvalidParam(f"model {model!r} is not available here; available: {', '.join(models)}", param="model")
-    defaults = DEFAULTS.get(model, DEFAULTS["mochi-1-preview"])
+    spec = spec_for(model)
+    defaults = spec.defaults
 
     if not blank(raw.get("num_frames")) and not blank(raw.get("seconds")):
         raise InvalidParam("give seconds or num_frames, not both", param="num_frames")
     if not blank(raw.get("num_frames")):
         frames = int(_number("num_frames", raw["num_frames"], int, strict))
-        if frames not in ALLOWED_FRAMES:
-            raise InvalidParam(
-                f"num_frames {frames} is not allowed: Mochi needs 6k+1 frames between {MIN_FRAMES} and "
-                f"{MAX_FRAMES} (7, 13, 19, ..., 85, ..., 163)", param="num_frames")
+        if frames not in spec.valid_frames:
+            raise InvalidParam(f"num_frames {frames} is not allowed: {model} needs {spec.frame_rule()}",
+                               param="num_frames")
     elif not blank(raw.get("seconds")):
         v = raw["seconds"]
+        too_long = f"seconds must be more than 0 and at most {spec.max_seconds:.2f}, got {v!r}"
         # JSON strings are OpenAI's "4"-style decimals; a form field is any number written as text.
         if isinstance(v, str) and strict and not re.fullmatch(SECONDS_PATTERN, v.strip()):
-            raise InvalidParam(f"seconds must be more than 0 and at most {MAX_FRAMES / FPS:.2f}, got {v!r}",
-                               param="seconds")
+            raise InvalidParam(too_long, param="seconds")
         secs = float(_number("seconds", v, float))
-        if not 0 < secs <= round(MAX_FRAMES / FPS, 2):
-            raise InvalidParam(f"seconds must be more than 0 and at most {MAX_FRAMES / FPS:.2f}, got {raw['seconds']!r}",
-                               param="seconds")
-        frames = frames_for_seconds(secs)
+        if not 0 < secs <= round(spec.max_seconds, 2):
+            raise InvalidParam(too_long, param="seconds")
+        frames = spec.frames_for_seconds(secs)
     else:
-        frames = defaults["num_frames"]
+        frames = defaults.num_frames
 
-    width, height = parse_size(defaults["size"] if blank(raw.get("size")) else raw["size"])
+    width, height = parse_size(defaults.size if blank(raw.get("size")) else raw["size"], spec.sizes)
 
     seed_given = not blank(raw.get("seed"))
     if seed_given:
-        seed = int(_number("seed", raw["seed"], int, strict))
-        if not 0 <= seed <= MAX_SEED:
-            raise InvalidParam(f"seed must be between 0 and {MAX_SEED}, got {seed}", param="seed")
+        seed = _checked("seed", int(_number("seed", raw["seed"], int, strict)))
     else:
         seed = random.SystemRandom().randrange(0, 2**31)
 
     negative = "" if blank(raw.get("negative_prompt")) else raw["negative_prompt"]
     if not isinstance(negative, str) or len(negative) > MAX_PROMPT_CHARS or "\x00" in negative:
         raise InvalidParam(f"negative_prompt must be text of at most {MAX_PROMPT_CHARS} characters", param="negative_prompt")
+    negative = negative.strip()
 
-    steps = defaults["num_inference_steps"]
-    if not blank(raw.get("num_inference_steps")):
-        steps = int(_number("num_inference_steps", raw["num_inference_steps"], int, strict))
-        if not MIN_STEPS <= steps <= MAX_STEPS:
-            raise InvalidParam(f"num_inference_steps must be between {MIN_STEPS} and {MAX_STEPS}, got {steps}",
-                               param="num_inference_steps")
+    numbers = {}
+    for field in PLAIN_NUMBERS:
+        default = getattr(defaults, field, VideoParams.model_fields[field].default)
+        kind = VideoParams.model_fields[field].annotation
+        numbers[field] = default if blank(raw.get(field)) else \
+            _checked(field, kind(_number(field, raw[field], kind, strict)))
 
-    guidance = defaults["guidance_scale"]
-    if not blank(raw.get("guidance_scale")):
-        guidance = float(_number("guidance_scale", raw["guidance_scale"], float, strict))
-        if not 0 <= guidance <= MAX_GUIDANCE:
-            raise InvalidParam(f"guidance_scale must be between 0 and {MAX_GUIDANCE:g}, got {guidance:g}",
-                               param="guidance_scale")
+    if tokens is not None:
+        for field, text in (("prompt", prompt), ("negative_prompt", negative)):
+            n = tokens(model, text) if text else None
+            if n is not None and n > spec.max_prompt_tokens:
+                raise InvalidParam(f"{field} is {n} T5 tokens, over {spec.family}'s limit of "
+                                   f"{spec.max_prompt_tokens}: shorten it", param=field)
 
     metadata = parse_metadata(raw.get("metadata"))
-    spec = VideoSpec(prompt=prompt, model=model, num_frames=frames, width=width, height=height, seed=seed,
-                     negative_prompt=negative.strip(), num_inference_steps=steps, guidance_scale=guidance,
-                     metadata=metadata)
-    return spec, seed_given
+    try:
+        video = VideoSpec(prompt=prompt, model=model, num_frames=frames, width=width, height=height, seed=seed,
+                          negative_prompt=negative, fps=spec.fps, metadata=metadata, **numbers)
+    except ValidationError as e:  # a limit the checks above do not spell out: still a 400 naming the field
+        field = str(e.errors()[0]["loc"][0])
+        raise InvalidParam(f"{field} {params.explain(field, None) if field in PARAM_FIELDS else 'is invalid'}",
+                           param=field) from e
+    return video, seed_given
 
 
 def parse_metadata(v: Any) -> dict[str, str]:
@@ -209,6 +206,14 @@ METADATA_SCHEMA = {"type": "object", "maxProperties": MAX_METADATA_KEYS, "proper
                    "additionalProperties": {"type": "string", "maxLength": 512}}
 
 
+def _param_schema(field: str) -> dict[str, Any]:
+    """A field's JSON schema as VideoParams declares it (limits, description), less pydantic's title and default."""
+    prop = dict(VideoParams.model_json_schema()["properties"][field])
+    prop.pop("title", None)
+    prop.pop("default", None)
+    return prop
+
+
 def video_json_schema(*, models: list[str] | tuple[str, ...], form: bool = False,
                       extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON schema of a video request: exactly what `parse_video` accepts (checked by fuzzing).
@@ -217,27 +222,25 @@ def video_json_schema(*, models: list[str] | tuple[str, ...], form: bool = False
     an empty field means the default, and there is no metadata; in JSON a null means the default.
     `extra`: more properties of the request that parse_video does not read (webhook_url).
     """
-    text = "^[^\\x00]*\\S[^\\x00]*$"
-    seconds_number = {"type": "number", "exclusiveMinimum": 0, "maximum": round(MAX_FRAMES / FPS, 2)}
+    seconds_number = {"type": "number", "exclusiveMinimum": 0, "maximum": round(MAX_SECONDS, 2)}
     blank = {"type": "string", "maxLength": 0} if form else {"type": "null"}
 
     def optional(prop: dict[str, Any]) -> dict[str, Any]:
         described = {"description": prop.pop("description")} if "description" in prop else {}
         return {"anyOf": [prop, blank], **described}
 
-    properties = {
+    fps = {spec.fps for spec in SPECS.values()}
+    spelled = {
         "model": {"type": "string", "enum": list(models)},
         "seconds": {**({"oneOf": [seconds_number, {"type": "string", "pattern": SECONDS_PATTERN}]} if not form
                        else seconds_number),
-                    "description": f"Duration; rounded to Mochi's 6k+1 frames at {FPS} fps (at most {MAX_FRAMES / FPS:.2f})."},
+                    "description": f"Duration; rounded to the model's frame rule at {'/'.join(map(str, fps))} fps "
+                                   f"(at most {MAX_SECONDS:.2f})."},
         "num_frames": {"type": "integer", "enum": list(ALLOWED_FRAMES),
-                       "description": "6k+1 between 7 and 163; give this or seconds."},
-        "size": {"type": "string", "enum": list(SIZES), "description": "WIDTHxHEIGHT; 848x480 is native."},
-        "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
-        "negative_prompt": {"type": "string", "maxLength": MAX_PROMPT_CHARS, "pattern": "^[^\\x00]*$"},
-        "num_inference_steps": {"type": "integer", "minimum": MIN_STEPS, "maximum": MAX_STEPS},
-        "guidance_scale": {"type": "number", "minimum": 0, "maximum": MAX_GUIDANCE},
+                       "description": f"{spec_for('').frame_rule()}; give this or seconds."},
+        "size": {"type": "string", "enum": list(SIZES), "description": f"WIDTHxHEIGHT; {SIZES[0]} is native."},
     }
+    properties = {f: spelled.get(f) or _param_schema(f) for f in FIELDS if f not in ("prompt", "metadata")}
     if not form:
         properties["metadata"] = dict(METADATA_SCHEMA)
     given = {"not": blank}  # seconds and num_frames may not both be given (present and not blank)
@@ -246,6 +249,6 @@ def video_json_schema(*, models: list[str] | tuple[str, ...], form: bool = False
         "required": ["prompt"],
         "additionalProperties": False,
         "not": {"required": ["seconds", "num_frames"], "properties": {"seconds": given, "num_frames": given}},
-        "properties": {"prompt": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS, "pattern": text},
+        "properties": {"prompt": _param_schema("prompt"),
                        **{name: optional(prop) for name, prop in properties.items()}, **(extra or {})},
     }

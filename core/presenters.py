@@ -7,12 +7,12 @@ from pydantic import BaseModel
 from sqlmodel import Session
 
 from core import queries
-from core.models import Batch, BatchCounts, BatchPublic, ErrorInfo, Video, VideoPublic
+from core.models import PUBLIC_PARAMS, Batch, BatchCounts, BatchPublic, ErrorInfo, Video, VideoPublic
 from core.costmodel import estimate, units_by_model
 from core.params import seconds_label
 from core.status import BatchStatus, VideoStatus
+from jobimage.models import spec_for
 
-TINY_NOTICE = "tiny is a random-weight demo model: its videos are noise, by design"
 
 
 def _ts(v: float | None) -> int | None:
@@ -24,10 +24,9 @@ def video_public(video: Video, *, position: int | None = None, units: dict[str, 
     """The API's video object; `units` is the calibrated cost model (core/costmodel.py)."""
     error = ErrorInfo(code=video.error_code, message=video.error_message or "") if video.error_code else None
     return VideoPublic(
-        id=video.id, status=VideoStatus(video.status), progress=video.progress, model=video.model,
-        prompt=video.prompt, negative_prompt=video.negative_prompt, seconds=seconds_label(video.num_frames),
-        size=f"{video.width}x{video.height}", num_frames=video.num_frames, fps=video.fps, seed=video.seed,
-        num_inference_steps=video.num_inference_steps, guidance_scale=video.guidance_scale,
+        id=video.id, status=VideoStatus(video.status), progress=video.progress,
+        **{f: getattr(video, f) for f in PUBLIC_PARAMS},
+        seconds=seconds_label(video.num_frames, video.model), size=f"{video.width}x{video.height}",
         created_at=int(video.created_at), started_at=_ts(video.started_at), completed_at=_ts(video.completed_at),
         expires_at=_ts(video.expires_at), error=error, batch_id=video.batch_id,
         queue_position=position if video.status == VideoStatus.queued else None,
@@ -36,7 +35,7 @@ def video_public(video: Video, *, position: int | None = None, units: dict[str, 
                                        width=video.width, height=video.height, steps=video.num_inference_steps,
                                        guidance=video.guidance_scale),
         metadata=video.metadata_json or {}, bytes=video.bytes, sha256=video.sha256, timings=video.timings or {},
-        notice=TINY_NOTICE if video.model == "tiny" else None,
+        notice=spec_for(video.model).notice,
     )
 
 

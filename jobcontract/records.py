@@ -19,6 +19,7 @@ from typing import Any
 
 from jobcontract.errors import ManifestError, ObjectNotFound
 from jobcontract.storage import ObjectStore
+from jobcontract.video import VideoParams
 
 MANIFEST_VERSION = 1
 
@@ -66,6 +67,7 @@ class Item:
     guidance_scale: float
     fps: int
     model: str
+    crf: int = VideoParams.model_fields["crf"].default  # manifests written before it had one
     attempt: int = 1
     outputs: dict[str, str] = field(default_factory=dict)
 

@@ -30,14 +30,15 @@ import torch
 from jobcontract.errors import ObjectNotFound, StorageError
 from jobcontract.records import Item
 from jobcontract.storage import ObjectStore
+from jobcontract.video import LATENT_INPUTS
 from jobimage import log
 
 logger = log.get_logger("jobimage.checkpoint")
 
 FORMAT = 1
-# What decides the latents of a step; `attempt`, `fps` and the output keys do not.
-INPUTS = ("model", "prompt", "negative_prompt", "seed", "num_frames", "height", "width", "num_inference_steps",
-          "guidance_scale")
+# What decides the latents of a step: the video's parameters less those that only shape the file
+# (`fps`); `attempt` and the output keys do not either.
+INPUTS = LATENT_INPUTS
 
 
 @dataclass(frozen=True)

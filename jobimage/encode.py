@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from jobcontract.video import VideoParams
 from jobimage.errors import EncodeError
 
-CRF = 18  # visually lossless for Mochi's 480p output
 PRESET = "medium"
 
 
@@ -20,15 +20,16 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def encode_mp4(frames: np.ndarray, fps: int, path: Path) -> Path:
-    """Write `frames` (F, H, W, 3 uint8) as H.264 yuv420p MP4 with +faststart, exactly F frames at `fps`."""
+def encode_mp4(frames: np.ndarray, fps: int, path: Path, crf: int = VideoParams.model_fields["crf"].default) -> Path:
+    """Write `frames` (F, H, W, 3 uint8) as H.264 yuv420p MP4 with +faststart, exactly F frames at `fps`,
+    at x264 quality `crf`."""
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise EncodeError(f"frames must be (F, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
     n, h, w, _ = frames.shape
     cmd = [
         ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", str(fps), "-i", "pipe:0",
-        "-frames:v", str(n), "-c:v", "libx264", "-preset", PRESET, "-crf", str(CRF),
+        "-frames:v", str(n), "-c:v", "libx264", "-preset", PRESET, "-crf", str(crf),
         "-pix_fmt", "yuv420p", "-r", str(fps), "-movflags", "+faststart", "-an", str(path),
     ]
     try:

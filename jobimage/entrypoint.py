@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 from jobcontract.errors import ContractError, ManifestError, ObjectNotFound, StorageError, StorageUnavailable
 from jobcontract.records import ExitCode, Item, Progress, Result, read_manifest, write_progress, write_result
@@ -82,6 +82,49 @@ class UploadRetry:
 
 
 COMPILE_MODES = ("auto", "on", "off")
+
+
+class Generator(Protocol):
+    """The model-specific part of a pod: everything else (manifest, checks, checkpoints, publishing, exit
+    codes) is the same for every model, and for the kwok stand-in, which plugs in a fake one."""
+
+    def prepare(self, model_dir: Path, name: str) -> Any:
+        """Check the model's folder (SetupError if unusable); return its tokenizer for `check_item`."""
+
+    def load(self, model_dir: Path, name: str, devices: str | None, compile_mode: str) -> list:
+        """One worker per device: each has `device`, `gpu`, an `executor` and `close()`."""
+
+    def generate(self, item: Item, workers: list, on_progress: Callable[..., None], *, resume: Any,
+                 stop: threading.Event | None, on_denoised: Callable[..., Any] | None) -> Any:
+        """An item's frames (`frames`, `seed`, `timings`); raises `checkpoint.Stopped` when `stop` is set."""
+
+    def free_memory(self, device: Any = None) -> None:
+        """Give back what a failed or finished item held."""
+
+
+class DiffusersGenerator:
+    """The real one: the diffusers Mochi pipeline (jobimage/models/pipeline.py), which tiny shares."""
+
+    def prepare(self, model_dir: Path, name: str) -> Any:
+        from transformers import AutoTokenizer
+
+        folder = check_model_folder(model_path(model_dir, name))
+        return AutoTokenizer.from_pretrained(folder / "tokenizer")
+
+    def load(self, model_dir: Path, name: str, devices: str | None, compile_mode: str) -> list:
+        from jobimage.models.pipeline import load_workers, parse_devices
+
+        return load_workers(model_path(model_dir, name), parse_devices(devices), compile_mode=compile_mode)
+
+    def generate(self, item: Item, workers: list, on_progress: Callable[..., None], **kw: Any) -> Any:
+        from jobimage.models.pipeline import generate
+
+        return generate(item, workers, on_progress, **kw)
+
+    def free_memory(self, device: Any = None) -> None:
+        from jobimage.models.pipeline import free_memory
+
+        free_memory(device)
 
 
 @dataclass(frozen=True)
@@ -208,13 +251,13 @@ def _already_final(store: ObjectStore, item: Item) -> bool:
 
 
 def generate_item(store: ObjectStore, item: Item, workers: list, load_seconds: float,
-                  retry: UploadRetry | None = None, stop: threading.Event | None = None) -> Result | Published | None:
+                  retry: UploadRetry | None = None, stop: threading.Event | None = None,
+                  generator: Generator | None = None) -> Result | Published | None:
     """The GPU part of an item (text encode, denoise, decode); a failed Result if it fails, None if
     `stop` was set while it denoised (its checkpoint is then saved)."""
     import torch
 
-    from jobimage.generate import free_memory, generate
-
+    generator = generator or DiffusersGenerator()
     run = ItemRun(store, item, retry)
     devices = [str(w.device) for w in workers]
     resume = checkpoint.load(store, item)
@@ -228,7 +271,7 @@ def generate_item(store: ObjectStore, item: Item, workers: list, load_seconds: f
         # encoding or uploading (SIGKILL at the end of the grace period, a decode OOM) then costs the
         # next pod the decode, not the whole denoising.
         kept = partial(save_checkpoint, store, item, event="item denoised") if checkpoint.key_of(item) else None
-        video = generate(item, workers, run.progress, resume=resume, stop=stop, on_denoised=kept)
+        video = generator.generate(item, workers, run.progress, resume=resume, stop=stop, on_denoised=kept)
         timings.update({k: round(v, 3) for k, v in video.timings.items()})
         return Published(run=run, video=video, timings=timings, gpu=gpu)
     except checkpoint.Stopped as e:
@@ -245,7 +288,7 @@ def generate_item(store: ObjectStore, item: Item, workers: list, load_seconds: f
         return run.fail("internal_error", f"{type(e).__name__}: {e}", retryable=True, timings=timings, gpu=gpu)
     # Out of the except block, so the traceback no longer pins the failed step's tensors.
     for w in workers:
-        free_memory(w.device)
+        generator.free_memory(w.device)
     return run.fail("cuda_oom", oom, retryable=True, timings=timings, gpu=gpu)
 
 
@@ -254,7 +297,7 @@ class Published:
     """A generated item waiting for the CPU part: encode, upload, result."""
 
     run: ItemRun
-    video: object  # jobimage.generate.Video
+    video: object  # jobimage.models.pipeline.Video
     timings: dict[str, float]
     gpu: str
 
@@ -267,7 +310,7 @@ class Published:
             run.progress("encoding")
             with tempfile.TemporaryDirectory(prefix="t2v-item-") as tmp:
                 t0 = time.perf_counter()
-                mp4 = encode_mp4(video.frames, item.fps, Path(tmp) / "video.mp4")
+                mp4 = encode_mp4(video.frames, item.fps, Path(tmp) / "video.mp4", crf=item.crf)
                 thumb = write_thumbnail(video.frames, Path(tmp) / "thumbnail.jpg")
                 timings["encode"] = round(time.perf_counter() - t0, 3)
                 data = mp4.read_bytes()
@@ -344,7 +387,8 @@ def join(futures: list[Future], poll_s: float = 0.1) -> None:
 
 
 def run_items(store: ObjectStore, items: list[Item], workers: list, load_seconds: float, outcome: Outcome,
-              retry: UploadRetry | None = None, stop: threading.Event | None = None) -> None:
+              retry: UploadRetry | None = None, stop: threading.Event | None = None,
+              generator: Generator | None = None) -> None:
     """Queue items over the devices (one each at a time), then the leftover item over two devices.
 
     Encoding and upload run on a separate thread, so a GPU starts its next item while
@@ -363,7 +407,7 @@ def run_items(store: ObjectStore, items: list[Item], workers: list, load_seconds
             if stop.is_set():
                 outcome.add_stopped(item)
                 return
-            done = generate_item(store, item, used, load_seconds, retry, stop)
+            done = generate_item(store, item, used, load_seconds, retry, stop, generator)
             if done is None:
                 outcome.add_stopped(item)
             elif isinstance(done, Result):
@@ -407,11 +451,13 @@ class StopSignal:
             raise Terminated
 
 
-def run(settings: Settings, stop: StopSignal | None = None) -> ExitCode:
-    """Process this pod's items; return the exit code."""
+def run(settings: Settings, stop: StopSignal | None = None, *, generator: Generator | None = None,
+        store: ObjectStore | None = None) -> ExitCode:
+    """Process this pod's items with `generator` (the diffusers pipeline unless given); return the exit code."""
     stop = stop or StopSignal()
+    generator = generator or DiffusersGenerator()
     # 1. Manifest.
-    store = open_store(settings.storage_url)
+    store = store or open_store(settings.storage_url)
     manifest = read_manifest(store, settings.manifest_key)
     mine = manifest.items_for(settings.index)
     logger.info("manifest read", extra=log.kv(job=manifest.job_name, index=settings.index, items=len(mine)))
@@ -432,12 +478,10 @@ def run(settings: Settings, stop: StopSignal | None = None) -> ExitCode:
             outcome.add(ItemRun(store, item).fail(ValidationError.code, "; ".join(problems), retryable=False))
         else:
             by_model.setdefault(item.model, []).append(item)
-    folders = {name: check_model_folder(model_path(settings.model_dir, name)) for name in by_model}
+    tokenizers = {name: generator.prepare(settings.model_dir, name) for name in by_model}
 
     for name, items in by_model.items():
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(folders[name] / "tokenizer")
+        tokenizer = tokenizers[name]
         runnable = []
         for item in items:
             if problems := check_item(item, tokenizer):
@@ -452,26 +496,23 @@ def run(settings: Settings, stop: StopSignal | None = None) -> ExitCode:
             continue
 
         # 4. Load once per device, 5-6. generate and publish.
-        from jobimage.generate import free_memory, load_workers, parse_devices
-
-        devices = parse_devices(settings.devices)
         for item in runnable:
             ItemRun(store, item).progress("loading")
         t0 = time.perf_counter()
-        workers = load_workers(folders[name], devices, compile_mode=settings.compile_mode)
+        workers = generator.load(settings.model_dir, name, settings.devices, settings.compile_mode)
         load_seconds = time.perf_counter() - t0
-        logger.info("model loaded", extra=log.kv(model=name, devices=[str(d) for d in devices],
+        logger.info("model loaded", extra=log.kv(model=name, devices=[str(w.device) for w in workers],
                                                  gpu=workers[0].gpu, seconds=round(load_seconds, 2),
                                                  compile=settings.compile_mode))
         try:
             stop.generating = True
-            run_items(store, runnable, workers, load_seconds, outcome, settings.upload_retry, stop.event)
+            run_items(store, runnable, workers, load_seconds, outcome, settings.upload_retry, stop.event, generator)
         finally:
             stop.generating = False
             for w in workers:
                 w.close()
             del workers
-            free_memory()
+            generator.free_memory()
     code = outcome.exit_code()
     logger.info("job finished", extra=log.kv(exit_code=int(code), items=len(mine), skipped=len(mine) - len(pending),
                                              failed=sum(r.status != "succeeded" for r in outcome.results.values()),
@@ -500,31 +541,30 @@ def main(env: Mapping[str, str] | None = None) -> int:
     except Terminated:
         logger.warning("SIGTERM before any item was generating: stopped")
         return int(ExitCode.STOPPED)
-    except SetupError as e:
-        print(f"t2v job: {e}", file=sys.stderr)
-        logger.error("setup error", extra=log.kv(error=str(e)))
-        return int(ExitCode.BAD_SETUP)
-    except ObjectNotFound as e:
-        print(f"t2v job: manifest not found: {e}", file=sys.stderr)
-        return int(ExitCode.BAD_SETUP)
-    except StorageUnavailable as e:
-        logger.error("storage unavailable", extra=log.kv(error=str(e)))
-        return int(ExitCode.RETRYABLE)
-    except ManifestError as e:
-        print(f"t2v job: bad manifest: {e}", file=sys.stderr)
-        return int(ExitCode.BAD_SETUP)
-    except (StorageError, ContractError) as e:
-        logger.error("storage error", extra=log.kv(error=str(e)))
-        return int(ExitCode.RETRYABLE)
-    except Exception:
-        logger.exception("job crashed")
-        try:
-            import torch
-
-            if isinstance(sys.exc_info()[1], torch.OutOfMemoryError):
-                return int(ExitCode.RETRYABLE)
-        except ImportError:
-            pass
-        return int(ExitCode.RETRYABLE)
+    except Exception as e:
+        return int(exit_code_of(e))
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def exit_code_of(e: Exception) -> ExitCode:
+    """The exit code of a job that `run` left with `e` (logged here); the kwok stand-in uses it too."""
+    if isinstance(e, SetupError):
+        print(f"t2v job: {e}", file=sys.stderr)
+        logger.error("setup error", extra=log.kv(error=str(e)))
+        return ExitCode.BAD_SETUP
+    if isinstance(e, ObjectNotFound):
+        print(f"t2v job: manifest not found: {e}", file=sys.stderr)
+        return ExitCode.BAD_SETUP
+    if isinstance(e, StorageUnavailable):
+        logger.error("storage unavailable", extra=log.kv(error=str(e)))
+        return ExitCode.RETRYABLE
+    if isinstance(e, ManifestError):
+        print(f"t2v job: bad manifest: {e}", file=sys.stderr)
+        return ExitCode.BAD_SETUP
+    if isinstance(e, (StorageError, ContractError)):
+        logger.error("storage error", extra=log.kv(error=str(e)))
+        return ExitCode.RETRYABLE
+    # An unknown fault, out of memory included: a fresh pod may well succeed.
+    logger.error("job crashed", exc_info=e)
+    return ExitCode.RETRYABLE

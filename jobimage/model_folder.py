@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from jobimage.errors import ModelFolderError
-from jobimage.limits import READY_NAME
 
+READY_NAME = "READY"  # written last: its presence means the folder is complete
 COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 _CONFIGS = {"transformer": "config.json", "vae": "config.json", "text_encoder": "config.json",
             "scheduler": "scheduler_config.json"}

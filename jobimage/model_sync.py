@@ -23,8 +23,7 @@ from typing import Protocol
 from jobcontract.records import ExitCode
 from jobimage import log
 from jobimage.errors import ModelFolderError, SetupError, SyncError
-from jobimage.limits import READY_NAME
-from jobimage.model_folder import check_model_folder, model_path
+from jobimage.model_folder import READY_NAME, check_model_folder, model_path
 
 logger = log.get_logger("jobimage.model_sync")
 
@@ -283,7 +282,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run `t2v model sync`; returns 0, 75 (retry may help) or 78 (bad arguments or source)."""
-    from jobimage.tiny import TINY_NAME, ensure_tiny_model
+    from jobimage.models.tiny import TINY_NAME, ensure_tiny_model
 
     log.setup()
     if not args.model_dir:

@@ -15,6 +15,8 @@ from t2vcli.client import Client, ClientError
 from t2vcli.progress import Reporter
 from core import log
 from core.errors import APIError
+from core.params import TEXT_FIELDS
+from jobcontract.video import VideoParams
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -159,17 +161,24 @@ def cmd_model(args: argparse.Namespace) -> int:
     return model_sync.run(args)
 
 
+# The short names the CLI has always had; every other request field is `--its-name`.
+OPTION_NAMES = {"num_frames": "frames", "num_inference_steps": "steps", "guidance_scale": "guidance"}
+
+
+def _video_options(parser: argparse.ArgumentParser) -> None:
+    """One option per request field (core/params.py), typed and described as VideoParams declares it."""
+    for field in TEXT_FIELDS:
+        if field == "prompt":
+            continue
+        info = VideoParams.model_fields.get(field)
+        kind = info.annotation if info is not None and info.annotation in (int, float) else None
+        parser.add_argument("--" + OPTION_NAMES.get(field, field).replace("_", "-"), dest=field, type=kind,
+                            help=info.description if info is not None else None)
+
+
 def _video_body(args: argparse.Namespace) -> dict:
     body = {"prompt": args.prompt}
-    for field in ("model", "seconds", "size", "seed", "negative_prompt"):
-        if getattr(args, field) is not None:
-            body[field] = getattr(args, field)
-    if args.frames is not None:
-        body["num_frames"] = args.frames
-    if args.steps is not None:
-        body["num_inference_steps"] = args.steps
-    if args.guidance is not None:
-        body["guidance_scale"] = args.guidance
+    body.update({f: getattr(args, f) for f in TEXT_FIELDS if f != "prompt" and getattr(args, f) is not None})
     return body
 
 
@@ -324,14 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = client_parser("submit", "queue one video")
     c.add_argument("prompt")
-    c.add_argument("--model")
-    c.add_argument("--seconds")
-    c.add_argument("--frames", type=int)
-    c.add_argument("--size")
-    c.add_argument("--seed", type=int)
-    c.add_argument("--steps", type=int)
-    c.add_argument("--guidance", type=float)
-    c.add_argument("--negative-prompt", dest="negative_prompt")
+    _video_options(c)
     c.add_argument("--idempotency-key")
     c.add_argument("--wait", action="store_true", help="follow it until it ends")
     c.set_defaults(fn=cmd_submit)

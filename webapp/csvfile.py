@@ -7,7 +7,7 @@ import io
 from typing import Any
 
 from core.errors import APIError, InvalidCSV, InvalidParam
-from core.params import MAX_PROMPT_CHARS, TEXT_FIELDS, VideoSpec, parse_video
+from core.params import MAX_PROMPT_CHARS, TEXT_FIELDS, TokenCounter, VideoSpec, parse_video
 
 CSV_COLUMNS = TEXT_FIELDS
 
@@ -16,7 +16,10 @@ CSV_COLUMNS = TEXT_FIELDS
 # (up to the row and byte limits, which are 400 and 413): the header `prompt`, then rows of plain
 # text of at most MAX_PROMPT_CHARS characters (no quotes or commas, some non-space).
 _HALF = f"{{0,{MAX_PROMPT_CHARS // 2 - 1}}}"
-_ROW = f'[^\\r\\n",\\x00]{_HALF}[^\\s",\\x00][^\\r\\n",\\x00]{_HALF}'
+# The one character that must not be space: what Python's str.strip() removes is spelled out (the
+# fuzzer's `\s` is ASCII only, and a prompt of one U+001C is empty to the server).
+_SPACE = "\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+_ROW = f'[^\\r\\n",\\x00]{_HALF}[^\\s",{_SPACE}][^\\r\\n",\\x00]{_HALF}'
 CSV_SCHEMA = {"type": "string", "contentMediaType": "text/csv",
               "pattern": f"^prompt\\r?\\n{_ROW}(\\r?\\n{_ROW})*(\\r?\\n)?$",
               "description": "UTF-8 CSV with a header row: 'prompt' and any of " + ", ".join(TEXT_FIELDS[1:])
@@ -52,7 +55,7 @@ def read_rows(data: bytes) -> list[dict[str, str]]:
 
 
 def validate_rows(rows: list[dict[str, Any]], *, default_model: str, models: list[str],
-                  max_rows: int, strict: bool = False) -> list[VideoSpec]:
+                  max_rows: int, strict: bool = False, tokens: TokenCounter | None = None) -> list[VideoSpec]:
     """Validate every row; raise InvalidCSV listing all bad rows (1 = first data row)."""
     if not rows:
         raise InvalidParam("the batch has no rows", param="file")
@@ -65,7 +68,7 @@ def validate_rows(rows: list[dict[str, Any]], *, default_model: str, models: lis
             continue
         clean = row if strict else {k: v for k, v in row.items() if v not in (None, "")}  # CSV: empty cell = default
         try:
-            spec, _ = parse_video(clean, default_model=default_model, models=models, strict=strict)
+            spec, _ = parse_video(clean, default_model=default_model, models=models, strict=strict, tokens=tokens)
             specs.append(spec)
         except APIError as e:
             bad.append({"row": n, "param": e.param, "message": e.message})

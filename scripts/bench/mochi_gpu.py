@@ -41,7 +41,7 @@ import warnings  # noqa: E402
 import torch  # noqa: E402
 
 from gpu_probes import profile_kernels, time_sdpa_backends  # noqa: E402
-from jobimage import flops  # noqa: E402
+from jobimage.models.mochi import MOCHI  # noqa: E402
 from jobimage.attention import install_attention, install_stock_attention  # noqa: E402
 
 # diffusers' Mochi RoPE opens an fp32 autocast region; on CPU (smoke runs) torch warns on every call.
@@ -103,16 +103,16 @@ class DecodeRow:
 
 
 def latent_shape(frames: int, height: int, width: int) -> tuple[int, int, int]:
-    return (frames - 1) // 6 + 1, height // 8, width // 8
+    return (frames - 1) // MOCHI.temporal_factor + 1, height // 8, width // 8
 
 
 def video_tokens(frames: int, height: int, width: int) -> int:
-    return flops.latent_tokens(num_frames=frames, height=height, width=width)
+    return MOCHI.latent_tokens(num_frames=frames, height=height, width=width)
 
 
 def forward_flops(cfg: dict, frames: int, height: int, width: int, text_tokens: int) -> float:
     """Matmul FLOPs of one batch-1 transformer forward of the model built from `cfg`."""
-    return flops.forward_flops(video_tokens(frames, height, width), prompt_tokens=text_tokens, layers=cfg["num_layers"],
+    return MOCHI.forward_flops(video_tokens(frames, height, width), prompt_tokens=text_tokens, layers=cfg["num_layers"],
                                width=cfg["num_attention_heads"] * cfg["attention_head_dim"],
                                context_width=cfg["pooled_projection_dim"])
 
@@ -121,7 +121,7 @@ def build(smoke: bool, device: torch.device):
     """The transformer and VAE with random weights, directly on `device` in the bench dtype."""
     from diffusers import AutoencoderKLMochi, MochiTransformer3DModel
 
-    from jobimage import tiny
+    from jobimage.models import tiny
 
     dtype = torch.float32 if smoke else torch.bfloat16
     previous = torch.get_default_dtype()

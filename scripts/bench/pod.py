@@ -24,12 +24,13 @@ sys.path.insert(0, str(ROOT))
 
 from jobcontract.records import Item, Manifest, read_result, write_manifest  # noqa: E402
 from jobcontract.storage import LocalStore  # noqa: E402
+from jobimage.models import spec_for  # noqa: E402
 
 
 def scenario(name: str, store: LocalStore, args: argparse.Namespace, devices: str, n_items: int) -> dict:
     items = [Item(video_id=f"{name}-{i}", index=0, prompt="a cat walks on the beach at sunset, cinematic",
                   negative_prompt="", seed=i, num_frames=args.frames, height=args.height, width=args.width,
-                  num_inference_steps=args.steps, guidance_scale=4.5, fps=30, model=args.model)
+                  num_inference_steps=args.steps, guidance_scale=4.5, fps=spec_for(args.model).fps, model=args.model)
              for i in range(n_items)]
     key = write_manifest(store, Manifest(job_name=name, items=items))
     env = {**os.environ, "T2V_MANIFEST": key, "T2V_STORAGE_URL": f"file://{store.root}",
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="t2v-pod-bench-"))
     if args.smoke:
-        from jobimage.tiny import ensure_tiny_model
+        from jobimage.models.tiny import ensure_tiny_model
 
         args.model, args.devices, args.frames, args.height, args.width, args.steps = "tiny", "cpu,cpu", 7, 64, 96, 4
         args.model_dir = args.model_dir or tmp / "models"

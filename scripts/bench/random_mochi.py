@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from jobimage import tiny  # noqa: E402
-from jobimage.limits import READY_NAME  # noqa: E402
+from jobimage.model_folder import READY_NAME  # noqa: E402
+from jobimage.models import tiny  # noqa: E402
 
 # google/t5-v1_1-xxl's encoder, which Mochi-1 preview ships as its text encoder.
 T5_XXL = dict(d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64, relative_attention_num_buckets=32,

@@ -7,16 +7,16 @@ for the Job pods of one namespace, from the same inputs the real ones get:
 - the job image: when a pod is Running it takes the container's env (`T2V_MANIFEST`,
   `T2V_STORAGE_URL`, ...) and the completion index annotation
   `batch.kubernetes.io/job-completion-index` (what Kubernetes turns into
-  `JOB_COMPLETION_INDEX`), parses them with `jobimage.entrypoint.Settings`, reads the
-  manifest, skips items whose final result exists, checks each item with the job image's
-  own `check_item` and writes progress, a small real H.264 MP4, its thumbnail and the result
-  record through `jobimage.entrypoint` (`ItemRun`, `Published.publish`, `Outcome`). Only the
+  `JOB_COMPLETION_INDEX`), parses them with `jobimage.entrypoint.Settings` and runs the job
+  image's own `jobimage.entrypoint.run` with a `StandInGenerator` plugged into its generator
+  seam: the manifest, skipping finished items, the checks, progress, checkpoints, a small real
+  H.264 MP4, its thumbnail, the result record and the exit code are the pod's own code. Only the
   GPU step is replaced: the frames are a few small seeded gradients, and prompt length is
   counted in words (a lower bound of T5 tokens), so a prompt of more than 255 words fails as
   an invalid item with exit code 42 exactly as in the real pod.
-  A pod deleted while it runs saves the checkpoint of the item it is denoising with the job
-  image's own `jobimage.checkpoint` (the step reached; a one-number tensor stands in for the
-  latents) and the next pod for the item resumes from that step, as the real pod does.
+  A pod deleted while it runs stops its item as a SIGTERM does: the job image saves the step
+  reached as its checkpoint (a one-number tensor stands in for the latents) and the next pod
+  for the item resumes from that step, as the real pod does.
 - the kubelet: it marks the pod Succeeded or Failed by patching the status subresource with
   the container's terminated state and exit code (what `podFailurePolicy` reads), and a pod
   deleted while it runs (suspended by Kueue, preempted) is stopped and reported Failed with
@@ -46,17 +46,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from jobcontract.errors import StorageError
 from jobcontract.records import ExitCode, Item, read_manifest
 from jobcontract.storage import ObjectStore, open_store
-from jobimage import checkpoint
-from jobimage.entrypoint import ItemRun, Outcome, Published, Settings, _already_final, save_checkpoint
-from jobimage.errors import JobImageError, SetupError, ValidationError
-from jobimage.validate import check_item
+from jobimage import checkpoint, entrypoint
+from jobimage.entrypoint import Settings, StopSignal
+from jobimage.errors import SetupError
 
 log = logging.getLogger("t2v.tests.kwok_pods")
 
@@ -84,6 +83,7 @@ class StandInVideo:
 
     frames: np.ndarray  # (F, H, W, 3) uint8
     seed: int
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -116,6 +116,75 @@ def frames_for(item: Item, *, size: int = 64, max_frames: int = 7) -> np.ndarray
         for c in range(3):
             out[f, :, :, c] = ((ramp[None, :] + ramp[:, None] * (c + 1) / 3 + base[c] + 16 * f) % 256).astype(np.uint8)
     return out
+
+
+@dataclass
+class StandInWorker:
+    """A "device" of the stand-in: what `entrypoint.run_items` needs of a worker."""
+
+    device: str = "cuda:0"
+    gpu: str = "kwok stand-in (no GPU)"
+    executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=1))
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+
+
+class StandInGenerator:
+    """The job image's `Generator` for kwok: paced steps, held or failing items as the test asks,
+    seeded gradient frames. Everything around it (checks, checkpoints, publishing, exit codes) is
+    the job image's own `entrypoint.run`."""
+
+    def __init__(self, standin: PodStandIn, run: PodRun, cancel: threading.Event) -> None:
+        self.standin, self.run, self.cancel = standin, run, cancel
+
+    def prepare(self, model_dir: object, name: str) -> WordTokenizer:
+        return WordTokenizer()
+
+    def load(self, model_dir: object, name: str, devices: str | None, compile_mode: str) -> list[StandInWorker]:
+        return [StandInWorker()]
+
+    def free_memory(self, device: object = None) -> None:
+        pass
+
+    def generate(self, item: Item, workers: list, on_progress: Callable[..., None], *,
+                 resume: checkpoint.Checkpoint | None, stop: object, on_denoised: object) -> StandInVideo:
+        s, run, cancel = self.standin, self.run, self.cancel
+        total = max(1, item.num_inference_steps)
+        done = resume.step if resume is not None and s.resume else 0
+        if done:
+            run.resumed[item.video_id] = done
+        t0 = mark = time.monotonic()  # mark: when the last step ended
+        if s.hold(item):
+            # The first step is taken, then the item waits (progress shows step 1 until release()).
+            done = max(done, 1)
+            while not (s._released.is_set() or cancel.is_set()):
+                on_progress("denoising", done, total)
+                cancel.wait(0.2)
+        per_step = s.run_seconds(item) / total
+        while done < total and not cancel.wait(per_step):
+            done, mark = done + 1, time.monotonic()
+            on_progress("denoising", done, total)
+        if cancel.is_set():
+            # SIGTERM mid-item: the steps done are checkpointed (when resuming is on); the time since the
+            # last kept step is lost.
+            with s._lock:
+                run.lost_seconds += time.monotonic() - (mark if s.resume else t0)
+            if s.resume and done:
+                run.saved[item.video_id] = done
+            raise checkpoint.Stopped(checkpoint.Checkpoint(step=done if s.resume else 0, latents=_torch().zeros(1)))
+        if s.oom(item, run.try_no):
+            raise _torch().OutOfMemoryError("CUDA out of memory (kwok stand-in)")
+        timings = {"denoise": round(s.reported_seconds(item, time.monotonic() - t0), 3)}
+        if item.video_id in run.resumed:
+            timings["resumed_at_step"] = run.resumed[item.video_id]
+        return StandInVideo(frames=frames_for(item), seed=item.seed, timings=timings)
+
+
+def _torch():
+    import torch
+
+    return torch
 
 
 class PodStandIn:
@@ -304,7 +373,7 @@ class PodStandIn:
             run.exit_code, run.ended = code, time.time()
 
     def _job_image(self, pod: dict, run: PodRun, cancel: threading.Event) -> int:
-        """What `python -m jobimage` does, with stand-in frames instead of Mochi."""
+        """`python -m jobimage`'s own `run`, with the stand-in generator instead of Mochi."""
         container = next(c for c in pod["spec"]["containers"] if c["name"] == CONTAINER)
         env = {e["name"]: e.get("value", "") for e in container.get("env") or [] if "value" in e}
         env["JOB_COMPLETION_INDEX"] = str(run.index)
@@ -316,60 +385,13 @@ class PodStandIn:
             store = self._stores.get(settings.storage_url)
             if store is None:
                 store = self._stores[settings.storage_url] = open_store(settings.storage_url)
+        stop = StopSignal()
+        stop.event = cancel  # a deleted pod is a SIGTERM: the item in flight checkpoints, no new one starts
         try:
-            manifest = read_manifest(store, settings.manifest_key)
-        except (StorageError, JobImageError):
-            return int(ExitCode.BAD_SETUP)
-        outcome = Outcome()
-        tokenizer = WordTokenizer()
-        for item in manifest.items_for(settings.index):
-            run.items.append(item.video_id)
-            if _already_final(store, item):
-                continue
-            step = ItemRun(store, item)  # the job image's own upload retries (its defaults)
-            if problems := check_item(item, tokenizer):
-                outcome.add(step.fail(ValidationError.code, "; ".join(problems), retryable=False))
-                continue
-            step.progress("loading")
-            total = max(1, item.num_inference_steps)
-            saved = checkpoint.load(store, item) if self.resume else None
-            done = saved.step if saved else 0
-            if done:
-                run.resumed[item.video_id] = done
-            t0 = mark = time.monotonic()  # mark: when the last step ended
-            if self.hold(item):
-                # The first step is taken, then the item waits (progress shows step 1 until release()).
-                done = max(done, 1)
-                while not (self._released.is_set() or cancel.is_set()):
-                    step.progress("denoising", done, total)
-                    cancel.wait(0.2)
-            per_step = self.run_seconds(item) / total
-            while done < total and not cancel.wait(per_step):
-                done, mark = done + 1, time.monotonic()
-                step.progress("denoising", done, total)
-            if cancel.is_set():
-                self._stopped(store, item, run, done, t0 if not self.resume else mark)
-                return SIGTERM_EXIT
-            if self.oom(item, run.try_no):
-                outcome.add(step.fail("cuda_oom", "out of GPU memory on ['cuda:0']: CUDA out of memory (kwok stand-in)",
-                                      retryable=True, gpu="kwok stand-in (no GPU)"))
-                continue
-            video = StandInVideo(frames=frames_for(item), seed=item.seed)
-            timings = {"load": 0.0, "denoise": round(self.reported_seconds(item, time.monotonic() - t0), 3)}
-            if item.video_id in run.resumed:
-                timings["resumed_at_step"] = run.resumed[item.video_id]
-            outcome.add(Published(run=step, video=video, timings=timings, gpu="kwok stand-in (no GPU)").publish())
-        return int(outcome.exit_code())
-
-    def _stopped(self, store: ObjectStore, item: Item, run: PodRun, done: int, kept_until: float) -> None:
-        """SIGTERM mid-item: checkpoint the steps done (when resuming is on); the time since `kept_until` is lost."""
-        import torch
-
-        if self.resume and done and save_checkpoint(store, item, checkpoint.Checkpoint(step=done,
-                                                                                     latents=torch.zeros(1))):
-            run.saved[item.video_id] = done
-        with self._lock:
-            run.lost_seconds += time.monotonic() - kept_until
+            run.items.extend(i.video_id for i in read_manifest(store, settings.manifest_key).items_for(run.index))
+            return int(entrypoint.run(settings, stop, generator=StandInGenerator(self, run, cancel), store=store))
+        except Exception as e:  # noqa: BLE001 - the job image's own mapping of failures to exit codes
+            return int(entrypoint.exit_code_of(e))
 
     # ---- the kubelet ----------------------------------------------------------------------------
 

@@ -82,9 +82,19 @@ def test_same_seed_same_video(api: TestClient, make_runner) -> None:
 
 
 @pytest.mark.slow
-def test_a_bad_item_fails_alone_with_its_reason(api: TestClient, make_runner) -> None:
-    """A prompt longer than Mochi's 256 T5 tokens passes the API's character limit but fails in the pod."""
+def test_a_bad_item_fails_alone_with_its_reason(api: TestClient, make_runner, monkeypatch) -> None:
+    """A prompt longer than Mochi's 256 T5 tokens is refused at submission (400 naming the row and `prompt`);
+    where the API cannot count (no tokenizer file here, as in cluster mode) it fails alone in the pod."""
     long_prompt = " ".join(["fox"] * 450)  # 1,799 characters, well over 256 tokens
+    videos = [
+        {"prompt": "fine one", "size": "256x144", "num_frames": 7, "num_inference_steps": 2},
+        {"prompt": long_prompt, "size": "256x144", "num_frames": 7, "num_inference_steps": 2},
+        {"prompt": "fine two", "size": "256x144", "num_frames": 7, "num_inference_steps": 2}]
+    refused = api.post("/v1/batches", json={"videos": videos})
+    assert refused.status_code == 400, refused.text
+    assert [(r["row"], r["param"]) for r in refused.json()["error"]["rows"]] == [(2, "prompt")]
+    assert "tokens" in refused.json()["error"]["rows"][0]["message"]
+    monkeypatch.setattr("webapp.api.batches.counter_for", lambda settings: None)
     batch = api.post("/v1/batches", json={"videos": [
         {"prompt": "fine one", "size": "256x144", "num_frames": 7, "num_inference_steps": 2},
         {"prompt": long_prompt, "size": "256x144", "num_frames": 7, "num_inference_steps": 2},

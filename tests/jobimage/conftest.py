@@ -25,7 +25,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model folder holding `tiny/`, built once for the whole session."""
-    from jobimage.tiny import ensure_tiny_model
+    from jobimage.models.tiny import ensure_tiny_model
 
     root = tmp_path_factory.mktemp("models")
     ensure_tiny_model(root)

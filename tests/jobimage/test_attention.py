@@ -7,7 +7,7 @@ import torch
 from diffusers import MochiTransformer3DModel
 
 from jobimage.attention import T2VMochiAttnProcessor, install_attention, install_stock_attention
-from jobimage.tiny import TRANSFORMER_CONFIG
+from jobimage.models.tiny import TRANSFORMER_CONFIG
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from jobcontract.storage import LocalStore
 from jobimage import checkpoint, entrypoint
 from jobimage.checkpoint import Checkpoint, Stopped
 from jobimage.entrypoint import StopSignal, Terminated, main
-from jobimage.generate import denoise, load_workers
+from jobimage.models.pipeline import denoise, load_workers
 from tests.jobimage.conftest import job_env, make_item
 
 pytestmark = pytest.mark.slow
@@ -151,7 +151,7 @@ def test_the_finished_latents_are_kept_until_the_result_so_a_failed_decode_only_
         store, model_dir, tmp_path, monkeypatch):
     """A pod killed or out of memory while decoding, encoding or uploading: the latents of the last
     step are in storage before the VAE decode starts, and the next pod only decodes."""
-    from jobimage import generate as gen
+    from jobimage.models import pipeline as gen
 
     item = make_item(video_id="late", num_inference_steps=5)
     real_decode = gen.decode

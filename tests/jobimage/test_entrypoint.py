@@ -95,7 +95,7 @@ def test_progress_reports_each_denoising_step(store, model_dir, monkeypatch):
 
 
 def test_oom_on_one_item_is_retryable_and_others_finish(store, model_dir, monkeypatch):
-    import jobimage.generate as gen
+    import jobimage.models.pipeline as gen
 
     real = gen.generate
 
@@ -114,7 +114,7 @@ def test_oom_on_one_item_is_retryable_and_others_finish(store, model_dir, monkey
 
 
 def test_single_item_splits_guidance_over_two_devices(store, model_dir, monkeypatch):
-    import jobimage.generate as gen
+    import jobimage.models.pipeline as gen
 
     used = []
     real = gen.generate
@@ -141,7 +141,7 @@ def test_plan_queues_items_and_splits_a_leftover(n_items, n_workers, queued, spl
 
 
 def test_three_items_on_two_devices_pair_then_split(store, model_dir, monkeypatch):
-    import jobimage.generate as gen
+    import jobimage.models.pipeline as gen
 
     used = {}
     real = gen.generate

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from jobimage.errors import SetupError
-from jobimage.generate import decode, denoise, load_workers, parse_devices
+from jobimage.models.pipeline import decode, denoise, load_workers, parse_devices
 from tests.jobimage.conftest import make_item
 
 pytestmark = pytest.mark.slow
@@ -85,6 +85,6 @@ def test_compiled_workers_match_eager_and_reuse_their_graphs(tiny_folder, worker
 @pytest.mark.parametrize(("mode", "device", "expected"), [
     ("auto", "cpu", False), ("auto", "cuda", True), ("on", "cpu", True), ("off", "cuda", False)])
 def test_compile_mode(mode, device, expected):
-    from jobimage.generate import should_compile
+    from jobimage.models.pipeline import should_compile
 
     assert should_compile(mode, torch.device(device)) is expected

@@ -1,4 +1,4 @@
-"""Input checks: the torch-free limits and the T5 token count."""
+"""Input checks: the torch-free limits (jobcontract.video, the model specs) and the T5 token count."""
 
 from __future__ import annotations
 
@@ -8,13 +8,17 @@ import sys
 import pytest
 
 from jobimage.errors import ValidationError
-from jobimage.limits import MAX_SEQUENCE_LENGTH, VALID_FRAMES
+from jobimage.models.mochi import MOCHI
 from jobimage.validate import check_item, token_count, validate_item
 from tests.jobimage.conftest import make_item
 
 
+MAX_SEQUENCE_LENGTH, VALID_FRAMES = MOCHI.max_prompt_tokens, MOCHI.valid_frames
+
+
 def test_limits_module_does_not_import_torch():
-    code = "import sys, jobimage.limits; assert 'torch' not in sys.modules, 'torch was imported'"
+    code = ("import sys, jobimage.models, jobimage.validate, jobcontract.video; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

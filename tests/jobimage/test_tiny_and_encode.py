@@ -13,7 +13,7 @@ import pytest
 from jobimage.encode import encode_mp4, write_thumbnail
 from jobimage.errors import EncodeError, ModelFolderError
 from jobimage.model_folder import check_model_folder, model_path
-from jobimage.tiny import TINY_VERSION, ensure_tiny_model
+from jobimage.models.tiny import TINY_VERSION, ensure_tiny_model
 
 
 def test_tiny_folder_loads_like_the_real_model(tiny_folder):

@@ -23,6 +23,7 @@ from core import actions, presenters, queries, webhook_targets
 from webapp.api.body import check_webhook, read_limited
 from core.catalog import KNOWN_MODELS, available_models
 from webapp.csvfile import CSV_SCHEMA, read_rows, validate_rows
+from core.tokens import counter_for
 from webapp.deps import CallerDep, SessionDep, SettingsDep, StoreDep
 from core.errors import Conflict, InvalidParam, NotFound, TooLarge, UnsupportedMediaType
 from webapp.api.responses import errors
@@ -110,7 +111,7 @@ async def create_batch(request: Request, session: SessionDep, settings: Settings
     rows, name, metadata, digest, webhook_url = await _parse(request, settings.max_upload_bytes)
     is_json = request.headers.get("content-type", "").split(";")[0].strip().lower() in ("application/json", "")
     specs = validate_rows(rows, default_model=settings.model, models=available_models(settings),
-                          max_rows=settings.max_batch_rows, strict=is_json)
+                          max_rows=settings.max_batch_rows, strict=is_json, tokens=counter_for(settings))
     webhook_url = await check_webhook(request, webhook_url)
 
     def write() -> BatchPublic:

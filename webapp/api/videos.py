@@ -22,6 +22,7 @@ from webapp.api.responses import errors
 from core.models import Video, VideoDeleted, VideoList, VideoPublic
 from core.outbox import deliveries, delivery_public
 from core.params import parse_video, video_json_schema
+from core.tokens import counter_for
 from core.status import VideoStatus
 from webapp.submit import submit_video
 
@@ -51,7 +52,7 @@ async def create_video(request: Request, response: Response, session: SessionDep
     raw, is_json = await json_or_form(request, settings.max_upload_bytes)
     webhook_url = webhook_targets.check_syntax(raw.pop("webhook_url", None))
     spec, seed_given = parse_video(raw, default_model=settings.model, models=available_models(settings),
-                                   strict=is_json)
+                                   strict=is_json, tokens=counter_for(settings))
     webhook_url = await check_webhook(request, webhook_url)
 
     def write() -> tuple[VideoPublic, bool]:

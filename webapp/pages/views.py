@@ -28,7 +28,10 @@ from webapp.deps import current_caller as resolve_caller
 from core.errors import APIError, InvalidCSV, NotFound
 from core.models import Batch, Video, VideoPublic
 from webapp.pages.htmx import HTMX_CDN_URL, HTMX_LOCAL_URL, HTMX_SRI, HTMX_VERSION
-from core.params import ALLOWED_FRAMES, DEFAULTS, MAX_GUIDANCE, MAX_SEED, MAX_STEPS, parse_video
+from core.params import FIELDS, parse_video
+from jobcontract import video as params
+from core.tokens import counter_for
+from jobimage.models import spec_for
 from core.settings import Settings
 from core.status import VideoStatus
 from webapp.submit import batch_videos, body_hash, submit_batch, submit_video
@@ -43,7 +46,6 @@ POLL_BATCH = "2s"
 POLL_QUEUE = "2s"
 # Completed videos whose run time calibrates the "starts in about" estimate.
 RUNTIME_SAMPLE = 20
-SIZES = ("848x480", "480x848", "640x480", "480x640", "512x512")
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(WEBAPP / "templates"))
@@ -162,10 +164,13 @@ def _list_context(request: Request, session: Session, settings: Settings, caller
 
 
 def _page_context(request: Request, settings: Settings) -> dict[str, Any]:
+    spec = spec_for(settings.model)  # the form's hints; a blank field takes the chosen model's default
     return dict(
         models=available_models(settings), default_model=settings.model,
-        defaults=DEFAULTS.get(settings.model, DEFAULTS["mochi-1-preview"]), frames=ALLOWED_FRAMES, sizes=SIZES,
-        max_steps=MAX_STEPS, max_guidance=MAX_GUIDANCE, max_seed=MAX_SEED, statuses=[s.value for s in VideoStatus],
+        defaults=spec.defaults, frames=spec.valid_frames, sizes=spec.sizes,
+        frame_hint=f"{spec.temporal_factor}k+1, {spec.fps} fps", max_prompt_chars=params.MAX_PROMPT_CHARS,
+        min_steps=params.MIN_STEPS, max_steps=params.MAX_STEPS, max_guidance=params.MAX_GUIDANCE,
+        max_seed=params.MAX_SEED, statuses=[s.value for s in VideoStatus],
         poll_batch=POLL_BATCH, poll_queue=POLL_QUEUE,
         htmx={"local": settings.htmx_source == "local", "cdn": HTMX_CDN_URL, "sri": HTMX_SRI,
               "local_url": HTMX_LOCAL_URL, "version": HTMX_VERSION},
@@ -261,7 +266,8 @@ async def create_video(request: Request, session: SessionDep, settings: Settings
     form = await request.form()
     raw = {k: v for k, v in form.items() if isinstance(v, str) and v.strip() != ""}
     try:
-        spec, seed_given = parse_video(raw, default_model=settings.model, models=available_models(settings))
+        spec, seed_given = parse_video(raw, default_model=settings.model, models=available_models(settings),
+                                       tokens=counter_for(settings))
     except APIError as e:
         return _form_error(request, "#form-error", e.message, e.param)
 
@@ -282,6 +288,12 @@ def _form_error(request: Request, target: str, message: str, param: str | None) 
     return response
 
 
+def rerun_request(video: Video) -> dict[str, Any]:
+    """The request that makes `video` again: its stored parameters as a request spells them."""
+    raw = {f: getattr(video, f) for f in FIELDS if f not in ("seconds", "size", "metadata")}
+    return {**raw, "size": f"{video.width}x{video.height}", "metadata": dict(video.metadata_json or {})}
+
+
 @router.post("/ui/videos/{video_id}/rerun", response_class=HTMLResponse)
 def rerun_video(request: Request, video_id: str, session: SessionDep, settings: SettingsDep,
                 caller: CallerDep) -> Response:
@@ -289,12 +301,10 @@ def rerun_video(request: Request, video_id: str, session: SessionDep, settings: 
     old = _find(session, caller, video_id)
     if old is None:
         return HTMLResponse("")
-    raw = {"prompt": old.prompt, "model": old.model, "num_frames": old.num_frames,
-           "size": f"{old.width}x{old.height}", "seed": old.seed, "negative_prompt": old.negative_prompt,
-           "num_inference_steps": old.num_inference_steps, "guidance_scale": old.guidance_scale,
-           "metadata": dict(old.metadata_json or {})}
+    raw = rerun_request(old)
     try:
-        spec, _ = parse_video(raw, default_model=settings.model, models=available_models(settings), strict=True)
+        spec, _ = parse_video(raw, default_model=settings.model, models=available_models(settings), strict=True,
+                              tokens=counter_for(settings))
     except APIError as e:  # e.g. its model is no longer available here
         return _form_error(request, "#form-error", e.message, e.param)
     video, _ = submit_video(session, spec=spec, seed_given=True, tenant=caller.tenant, settings=settings,
@@ -336,7 +346,7 @@ async def create_batch(request: Request, session: SessionDep, settings: Settings
         if len(data) > settings.max_upload_bytes:
             raise APIError(f"the file is over the limit of {settings.max_upload_bytes} bytes", param="file")
         specs = validate_rows(read_rows(data), default_model=settings.model, models=available_models(settings),
-                              max_rows=settings.max_batch_rows)
+                              max_rows=settings.max_batch_rows, tokens=counter_for(settings))
     except InvalidCSV as e:
         return templates.TemplateResponse(request, "partials/csv_result.html",
                                           {"message": e.message, "rows": e.rows, "filename": file.filename})

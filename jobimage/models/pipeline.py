@@ -24,7 +24,7 @@ from jobcontract.records import Item
 from jobimage.attention import install_attention
 from jobimage.checkpoint import Checkpoint, Stopped
 from jobimage.errors import SetupError
-from jobimage.limits import MAX_SEQUENCE_LENGTH
+from jobimage.models.mochi import MOCHI
 
 # diffusers' Mochi RoPE opens an fp32 autocast region; on CPU torch warns on every step.
 warnings.filterwarnings("ignore", message="In CPU autocast, but the target dtype is not supported", category=UserWarning)
@@ -165,7 +165,7 @@ class Video:
 def _encode_text(worker: Worker, text: str) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
         return worker.pipe._get_t5_prompt_embeds(prompt=text, num_videos_per_prompt=1,
-                                                max_sequence_length=MAX_SEQUENCE_LENGTH, device=worker.device)
+                                                max_sequence_length=MOCHI.max_prompt_tokens, device=worker.device)
 
 
 def _predict(worker: Worker, latents: torch.Tensor, embeds: torch.Tensor, mask: torch.Tensor,
