@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from sqlmodel import Session, col, select
@@ -23,6 +24,7 @@ from core import crud
 from core.models import Video
 from core.settings import Settings
 from core.status import VideoStatus
+from jobcontract.storage import ObjectStore
 
 log = logging.getLogger("t2v.controller")
 
@@ -35,8 +37,8 @@ DISPATCH_PAUSE_AFTER_STORAGE_ERROR_S = 5.0
 class Reconciler:
     """Claims waiting videos, dispatches them to `backend`, follows their units and settles them."""
 
-    def __init__(self, settings: Settings, store, backend: Backend, *, metrics: RunMetrics,
-                 is_leader=lambda: True) -> None:
+    def __init__(self, settings: Settings, store: ObjectStore, backend: Backend, *, metrics: RunMetrics,
+                 is_leader: Callable[[], bool] = lambda: True) -> None:
         self.settings = settings
         self.store = store
         self.backend = backend
@@ -262,7 +264,7 @@ class Reconciler:
             self._pool.shutdown(wait=False)
 
 
-def _call(make) -> Made | BaseException:
+def _call(make: Callable[[], Made]) -> Made | BaseException:
     try:
         return make()
     except Exception as e:  # noqa: BLE001 - handed back; the caller raises the first after all ended
