@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from controller.housekeeping import Housekeeper
 from controller.kube.api import KubeJobApi
 from controller.kube.leader import KubeLeaseApi, LeaderElector
-from controller.kube.reconciler import KubeController
+from controller.kube.controller import KubeController
 from controller.kube.watch import JobWatch
 from controller.settings import ControllerSettings
 from controller.threads import start_thread

@@ -85,6 +85,12 @@ class RunMetrics:
         """The first pod (process) of `video` runs since `since`."""
         self.to_running.labels(video.queue).observe(max(0.0, since - video.created_at))
 
+    def preempted(self, video: Video, *, reason: str) -> None:
+        """A scheduler stopped `video`'s unit (Kueue; never in embedded mode)."""
+
+    def watched(self, event: str, *, at: float | None, now: float) -> None:
+        """The DB now shows a cluster `event` dated `at` (cluster mode's lag; embedded mode has none)."""
+
     def settled(self, video: Video, outcome: str) -> None:
         """After results.settle: count the outcome, and the GPU time and resumes of a finished run."""
         if outcome == "requeued":

@@ -53,7 +53,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     workers = []
     if settings.backend == Backend.local:
         from controller.housekeeping import Housekeeper
-        from controller.local_runner import LocalRunner
+        from controller.local.runner import LocalRunner
         from controller.threads import start_thread
 
         runner = LocalRunner(settings, app.state.store)

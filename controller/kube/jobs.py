@@ -1,7 +1,7 @@
 """Build the indexed `batch/v1` Job for a dispatch unit, and read its state back.
 
 Pure functions over plain dicts (what the API server speaks), so they are tested without a cluster;
-the generic loop in controller/kube/reconciler.py only calls these.
+the kube backend (controller/kube/backend.py) of the generic loop only calls these.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ def main() -> int:
     rest.RESTClientObject.request = counted
     ctl = build_controller(settings)
     passes: list[tuple[float, float, float, int]] = []  # (end, seconds, CPU seconds, Jobs followed or -1: all)
-    # The loop's step (controller/kube/reconciler.py: `_pass`, or `reconcile_once` in older versions).
+    # The loop's step (controller/kube/controller.py: `_pass`, or `reconcile_once` in older versions).
     attr = "_pass" if hasattr(ctl, "_pass") else "reconcile_once"
     step = getattr(ctl, attr)
 

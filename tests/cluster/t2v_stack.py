@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from kubernetes import client
 
 from controller.kube.jobs import LABEL_VIDEO
-from controller.kube.reconciler import KubeController
+from controller.kube.controller import KubeController
 from controller.main import build_controller
 from controller.settings import ControllerSettings
 from tests.cluster.builders import eventually, is_true

@@ -17,7 +17,7 @@ from kubernetes.utils import parse_quantity as Quantity
 from sqlmodel import select
 
 from controller.kube.api import KubeJobApi
-from controller.kube.reconciler import KubeController
+from controller.kube.controller import KubeController
 from controller.settings import ControllerSettings
 from tests.cluster.builders import eventually, is_true
 from tests.cluster.t2v_stack import apply_kueue, enable_namespace, wait_queues_idle

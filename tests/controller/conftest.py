@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from controller.local_runner import LocalRunner
+from controller.local.runner import LocalRunner
 from scripts.harness.server import shared_model_dir
 from webapp.app import create_app
 from core.settings import Settings

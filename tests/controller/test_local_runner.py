@@ -13,7 +13,8 @@ import av
 import pytest
 from fastapi.testclient import TestClient
 
-from controller.local_runner import LocalRunner, lock_held
+from controller.local.process import lock_held
+from controller.local.runner import LocalRunner
 from jobcontract.records import ExitCode, video_keys
 from tests.controller.conftest import drive
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from controller.local_runner import DISPATCH_PAUSE_AFTER_STORAGE_ERROR_S, LocalRunner
+from controller.local.runner import LocalRunner
+from controller.reconciler import DISPATCH_PAUSE_AFTER_STORAGE_ERROR_S
 from jobcontract.records import ExitCode, video_keys
 from tests.controller.conftest import drive
 from tests.controller.test_local_runner import decode, submit

@@ -21,7 +21,7 @@ from kubernetes import client
 from sqlmodel import select
 
 from controller.kube.api import KubeJobApi
-from controller.kube.reconciler import KubeController
+from controller.kube.controller import KubeController
 from controller.kube.watch import JobWatch
 from controller.settings import ControllerSettings
 from tests.cluster.builders import eventually
