@@ -15,7 +15,9 @@ from typing import Any
 
 FORMATS = ("text", "json")
 # Attributes every LogRecord has: anything else on a record came in through `extra=`.
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
+# uvicorn's `color_message` is its message again with terminal colour codes: not context.
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName",
+                                                                              "color_message"}
 
 
 def context(record: logging.LogRecord) -> dict[str, Any]:

@@ -44,6 +44,18 @@ def test_json_lines_carry_the_context_as_keys(capture) -> None:
     assert lines[1]["attempt"] == 2 and "ValueError: boom" in lines[1]["exc"]
 
 
+def test_uvicorns_coloured_copy_of_the_message_is_not_context(capsys) -> None:
+    log.setup(level="INFO", fmt="text")
+    try:
+        logging.getLogger("uvicorn.error").info("Started server process [%d]", 42,
+                                                extra={"color_message": "Started server process [\x1b[36m%d\x1b[0m]"})
+    finally:
+        for h in [h for h in logging.getLogger().handlers if getattr(h, "_t2v", False)]:
+            logging.getLogger().removeHandler(h)
+    line = capsys.readouterr().err.strip()
+    assert line.endswith("INFO uvicorn.error Started server process [42]"), line
+
+
 def test_a_bad_format_is_refused_naming_the_variable(tmp_path) -> None:
     r = subprocess.run([sys.executable, "-m", "t2vcli.main", "serve", "--port", "1"], cwd=REPO, capture_output=True,
                        text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "T2V_DATA_DIR": str(tmp_path),
