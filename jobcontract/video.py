@@ -16,13 +16,17 @@ import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 
+# A cheap cap on the prompt and the negative prompt before tokenizing; the model's token limit is the
+# real one (its spec, checked at submission).
+MAX_PROMPT_CHARS = 2000
+
+
 class VideoParams(BaseModel):
     """What decides one video, with its limits; validated as given (strict: no text for numbers)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    # A cheap cap before tokenizing; the model's token limit is the real one (its spec, checked at submission).
-    prompt: str = Field(min_length=1, max_length=2000, pattern="^[^\\x00]*\\S[^\\x00]*$",
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS, pattern="^[^\\x00]*\\S[^\\x00]*$",
                         description="What to show; at most the model's text-encoder tokens (256 for Mochi's T5).")
     model: str = Field(min_length=1, max_length=64, description="Model name, e.g. mochi-1-preview.")
     num_frames: int = Field(ge=1, description="Frame count; the model's frame rule applies (Mochi: 6k+1).")
@@ -30,7 +34,7 @@ class VideoParams(BaseModel):
     height: int = Field(ge=1, description="Frame height in pixels.")
     # 2^32-1: what the API has always published; torch takes more, numpy-seeded tools do not.
     seed: int = Field(ge=0, le=2**32 - 1, description="Random seed; the same seed and settings make the same video.")
-    negative_prompt: str = Field("", max_length=2000, pattern="^[^\\x00]*$", description="What to avoid.")
+    negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS, pattern="^[^\\x00]*$", description="What to avoid.")
     # Two at least: diffusers' linear_quadratic_schedule (Mochi's sigmas) divides by zero for one step.
     num_inference_steps: int = Field(ge=2, le=200, description="Denoising steps.")
     guidance_scale: float = Field(ge=0.0, le=20.0, allow_inf_nan=False,
@@ -58,7 +62,6 @@ def bound(field: str, kind: str) -> Any:
     raise KeyError(f"{field} declares no {kind}")
 
 
-MAX_PROMPT_CHARS = bound("prompt", "max_length")
 MAX_SEED = bound("seed", "le")
 MIN_STEPS, MAX_STEPS = bound("num_inference_steps", "ge"), bound("num_inference_steps", "le")
 MIN_GUIDANCE, MAX_GUIDANCE = bound("guidance_scale", "ge"), bound("guidance_scale", "le")

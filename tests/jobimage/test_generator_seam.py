@@ -4,8 +4,7 @@ publishing, exit codes) with no model folder and no weights, as the kwok stand-i
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,22 +13,13 @@ import torch
 from jobcontract.records import ExitCode, read_result
 from jobimage import checkpoint
 from jobimage.entrypoint import Settings, StopSignal, run
+from scripts.harness.standin import StandInWorker
 from tests.jobimage.conftest import job_env, make_item
 
 
 class Words:
     def __call__(self, text: str, **_: object) -> dict[str, list[int]]:
         return {"input_ids": [0] * (len(text.split()) + 1)}
-
-
-@dataclass
-class FakeWorker:
-    device: str = "fake"
-    gpu: str = "fake gpu"
-    executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=1))
-
-    def close(self) -> None:
-        self.executor.shutdown(wait=True)
 
 
 @dataclass
@@ -51,8 +41,8 @@ class FakeGenerator:
         self.prepared.append(name)
         return Words()
 
-    def load(self, model_dir: Path, name: str, devices: str | None, compile_mode: str) -> list[FakeWorker]:
-        return [FakeWorker()]
+    def load(self, model_dir: Path, name: str, devices: str | None, compile_mode: str) -> list[StandInWorker]:
+        return [StandInWorker(device="fake", gpu="fake gpu")]
 
     def generate(self, item, workers, on_progress, *, resume, stop, on_denoised):
         start = resume.step if resume else 0
