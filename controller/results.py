@@ -77,17 +77,18 @@ def settle(session: Session, *, store: ObjectStore, video: Video, exit_reason: s
         return str(video.status)
     last = result.error_message if result is not None else exit_reason
     if retry_allowed and video.attempt < max_attempts:
-        crud.transition(session, video=video, to=VideoStatus.queued,
-                        reason=f"attempt {video.attempt} ended without a result ({last}); queued again",
-                        job_name=None)
-        return "requeued"
+        requeued = crud.transition(session, video=video, to=VideoStatus.queued,
+                                   reason=f"attempt {video.attempt} ended without a result ({last}); queued again",
+                                   job_name=None)
+        return "requeued" if requeued else "discarded"  # refused: cancelled meanwhile; the next pass tidies it
     if result is not None and result.error_code:
         code = result.error_code
     else:  # the storage outage is the reason the user needs, not that a process ended
         code = "storage_unavailable" if isinstance(unreadable, StorageUnavailable) else "job_failed"
-    crud.transition(session, video=video, to=VideoStatus.failed, reason=f"gave up: {last}", error_code=code,
-                    error_message=f"{last} (after {video.attempt} attempt{'s' if video.attempt != 1 else ''})",
-                    job_name=None)
+    if not crud.transition(session, video=video, to=VideoStatus.failed, reason=f"gave up: {last}", error_code=code,
+                           error_message=f"{last} (after {video.attempt} attempt{'s' if video.attempt != 1 else ''})",
+                           job_name=None):
+        return "discarded"  # cancelled meanwhile; the next pass tidies it
     try:  # an MP4 uploaded before the result write failed must not outlive its failed row
         discard_outputs(store, video.id)
     except StorageError as e:  # storage still down: the janitor deletes them when the video expires

@@ -69,7 +69,7 @@ def transition(session: Session, *, video: Video, to: VideoStatus, reason: str, 
         video.updated_at = now or time.time()
         session.add(video)
         return True
-    if not can_move(src, to):
+    if not can_move(src, to) or not _status_still(session, video, src, to):
         return False
     now = now or time.time()
     video.status = to
@@ -93,6 +93,29 @@ def transition(session: Session, *, video: Video, to: VideoStatus, reason: str, 
     if to.is_terminal():
         on_video_terminal(session, video)
     return True
+
+
+def _status_still(session: Session, video: Video, src: VideoStatus, to: VideoStatus) -> bool:
+    """Compare-and-set of the status in the database: moves the row to `to` only if it is still `src`.
+
+    The object may be older than the row: the controller reads a pass's rows once, and the API may cancel
+    one of them meanwhile (or the controller may finish one the API read a moment ago). Written from the
+    stale object, the second move would add a second terminal event over the first. False, with the object
+    reloaded as the database has it (or let go of, if deleted meanwhile), if the row has moved on; a new,
+    not yet written row has no race.
+    """
+    if not sa.inspect(video).persistent:
+        return True
+    by_id = col(Video.id) == video.id
+    moved = session.execute(sa.update(Video).where(by_id, col(Video.status) == src.value).values(status=to.value),
+                            execution_options={"synchronize_session": False}).rowcount
+    if moved:
+        return True
+    if session.execute(sa.select(col(Video.status)).where(by_id)).first() is None:
+        session.expunge(video)  # deleted by the user: nothing of it is left to write
+    else:
+        session.refresh(video)
+    return False
 
 
 def claim_unit(session: Session, *, videos: list[Video], job_name: str, now: float) -> list[Video]:

@@ -19,6 +19,11 @@ from jobcontract.records import ExitCode, video_keys
 from tests.controller.conftest import drive
 
 
+# Seconds of denoising (~20 ms a step here): progress is written at most once a second, so a short video's
+# first progress past the start can be its last step, and a test that acts "while it runs" would race its end.
+LONG_DENOISE = {"size": "432x240", "num_frames": 25, "num_inference_steps": 200}
+
+
 def submit(api: TestClient, **body) -> str:
     r = api.post("/v1/videos", json={"prompt": "a lighthouse at dusk", "size": "256x144", "num_frames": 13,
                                       "num_inference_steps": 2, **body})
@@ -116,9 +121,11 @@ def _running_job(runner: LocalRunner):
 @pytest.mark.slow
 def test_killed_job_process_is_retried_and_completes(api: TestClient, make_runner) -> None:
     runner = make_runner()
-    vid = submit(api, num_inference_steps=40)
+    vid = submit(api, **LONG_DENOISE)
     drive(runner, api, [vid], until=lambda vs: vs[0]["progress"] > 2)
     job = _running_job(runner)
+    os.killpg(job.proc.pid, signal.SIGSTOP)  # frozen first, so what it wrote before the kill is known
+    assert not api.app.state.store.exists(video_keys(vid)["result"]), "finished before the kill: test too short"
     os.killpg(job.proc.pid, signal.SIGKILL)
     done = drive(runner, api, [vid])[0]
     assert done["status"] == "completed"
@@ -129,7 +136,7 @@ def test_killed_job_process_is_retried_and_completes(api: TestClient, make_runne
 @pytest.mark.slow
 def test_runner_crash_adopts_the_running_job_instead_of_starting_another(api: TestClient, make_runner) -> None:
     first = make_runner()
-    vid = submit(api, num_inference_steps=30)
+    vid = submit(api, **LONG_DENOISE)
     drive(first, api, [vid], until=lambda vs: vs[0]["status"] == "in_progress")
     job = _running_job(first)
     first.jobs.clear()  # the server process "dies": it forgets its jobs; the job process lives on
@@ -161,7 +168,7 @@ def test_claimed_but_never_started_video_is_recovered(api: TestClient, make_runn
 @pytest.mark.slow
 def test_cancel_stops_the_process_and_removes_files(api: TestClient, make_runner) -> None:
     runner = make_runner()
-    vid = submit(api, num_inference_steps=60)
+    vid = submit(api, **LONG_DENOISE)
     drive(runner, api, [vid], until=lambda vs: vs[0]["progress"] > 2)
     job = _running_job(runner)
     assert api.post(f"/v1/videos/{vid}/cancel").json()["status"] == "cancelled"
@@ -176,7 +183,7 @@ def test_cancel_stops_the_process_and_removes_files(api: TestClient, make_runner
 def test_stopping_the_runner_checkpoints_the_video_and_the_next_runner_resumes_it(api: TestClient,
                                                                                    make_runner) -> None:
     first = make_runner()
-    vid = submit(api, size="432x240", num_frames=25, num_inference_steps=200)  # ~20 ms a step here
+    vid = submit(api, **LONG_DENOISE)
     drive(first, api, [vid], until=lambda vs: vs[0]["progress"] > 2)  # denoising has begun
     job = _running_job(first)
     first.stop()

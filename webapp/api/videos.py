@@ -114,13 +114,13 @@ def get_webhooks(video_id: str, session: SessionDep, caller: CallerDep) -> dict:
 def cancel_video(video_id: str, session: SessionDep, caller: CallerDep) -> VideoPublic:
     """Stop a queued or running video; the runner/controller stops its job."""
     video = queries.get_video(session, video_id=check_id(video_id), tenant=caller.scope)
-    if VideoStatus(video.status).is_terminal():
-        if video.status != VideoStatus.cancelled:
-            raise Conflict(f"video {video.id} is already {video.status}; only queued or in_progress videos can be "
-                           "cancelled", param="video_id", code="not_cancellable")
-    else:
+    if not VideoStatus(video.status).is_terminal():
+        # Refused if the controller finished it meanwhile: `video` is then as the database has it.
         crud.transition(session, video=video, to=VideoStatus.cancelled, reason="cancelled by user")
         session.commit()
+    if video.status != VideoStatus.cancelled:
+        raise Conflict(f"video {video.id} is already {video.status}; only queued or in_progress videos can be "
+                       "cancelled", param="video_id", code="not_cancellable")
     return presenters.videos_public(session, [video])[0]
 
 
