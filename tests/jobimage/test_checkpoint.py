@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import signal
 import threading
-import time
 
 import pytest
 import torch
@@ -109,17 +108,17 @@ def test_sigterm_while_generating_saves_checkpoints_and_the_next_run_resumes(sto
     CPU devices; the third item (queued to split guidance afterwards) never starts."""
     items = [make_item(video_id=f"v{i}", seed=i, num_inference_steps=64) for i in range(3)]
     original = entrypoint.ItemRun.progress
-    sent = threading.Event()
+    both_at_step_2 = threading.Barrier(2, timeout=120)  # a loaded machine may hold one device back for seconds
 
     def progress(self, phase, step=0, total=0):
         original(self, phase, step, total)
         if phase == "denoising" and step == 2:
-            if not sent.is_set():
-                sent.set()
+            if both_at_step_2.wait() == 0:
                 # Raised in this device thread, as the kernel may deliver a pod's SIGTERM to any thread;
                 # the handler runs when the main thread next runs Python code.
                 signal.raise_signal(signal.SIGTERM)
-            time.sleep(1.0)  # both devices hold at step 2 until the handler has run
+            # Both devices hold at step 2 until the handler has run (it is main()'s StopSignal).
+            assert signal.getsignal(signal.SIGTERM).event.wait(timeout=120)
 
     monkeypatch.setattr(entrypoint.ItemRun, "progress", progress)
     env = job_env(store, model_dir, items, devices="cpu,cpu")
