@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import time
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from core import crud
+from core import crud, queries
 from core.db import migrate, session_for
-from core.models import Video, VideoEvent
+from core.models import Video
 from core.status import VideoStatus
 
 
@@ -25,13 +25,12 @@ def _running_video(db_url: str) -> str:
 
 
 def _get(session: Session, vid: str) -> Video:
-    return session.exec(select(Video).where(Video.id == vid)).one()
+    return queries.get_video(session, video_id=vid, tenant=None)
 
 
 def _terminal_events(db_url: str, vid: str) -> list[str]:
     with session_for(db_url, write=False) as s:
-        events = s.exec(select(VideoEvent).where(VideoEvent.video_id == vid).order_by(VideoEvent.seq)).all()
-        return [e.to_status for e in events if VideoStatus(e.to_status).is_terminal()]
+        return [e.to_status for e in queries.events(s, video_id=vid) if VideoStatus(e.to_status).is_terminal()]
 
 
 def test_a_result_applied_to_a_row_cancelled_meanwhile_is_refused(db_url: str) -> None:
