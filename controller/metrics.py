@@ -12,6 +12,7 @@ gauges are read from the database at scrape time, so every replica serves the sa
 from __future__ import annotations
 
 import logging
+import time
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -115,8 +116,22 @@ class RunMetrics:
 
 
 
+STAMP_GRAIN = 1.0  # the API server dates events to the whole second (metav1.Time drops the fraction)
+
+
+def stamped(at: float, *, after: float, before: float) -> float:
+    """When an event the API server dated `at` happened, best guess: it lies in the second the stamp
+    names, no earlier than `after` (the video was submitted) and no later than `before` (we saw it).
+    The middle of that span: taking the stamp as it is reads every wait 0.5 s short and every lag
+    0.5 s long, and a sub-second admission as 0."""
+    lo = max(at, after)
+    hi = max(lo, min(at + STAMP_GRAIN, before))
+    return (lo + hi) / 2
+
+
 class ControllerMetrics(RunMetrics):
-    """RunMetrics plus what only cluster mode has: Kueue preemptions, the watcher, the Lease, Job pods."""
+    """RunMetrics plus what only cluster mode has: Kueue preemptions, the watcher, the Lease, Job pods.
+    Its event times come from the API server, in whole seconds: `stamped` reads them."""
 
     def __init__(self, db_url: str | None = None) -> None:
         super().__init__(db_url)
@@ -139,10 +154,17 @@ class ControllerMetrics(RunMetrics):
     def preempted(self, video: Video, *, reason: str) -> None:
         self.preemptions.labels(video.queue, reason).inc()
 
+    def started(self, video: Video, *, first: bool, admitted_at: float) -> None:
+        at = stamped(admitted_at, after=video.created_at, before=time.time())
+        super().started(video, first=first, admitted_at=at)
+
+    def running(self, video: Video, *, since: float) -> None:
+        super().running(video, since=stamped(since, after=video.created_at, before=time.time()))
+
     def watched(self, event: str, *, at: float | None, now: float) -> None:
         """The DB now shows a cluster `event` that the API server dated `at` (None: not dated, not counted)."""
         if at is not None:
-            self.lag.labels(event).observe(max(0.0, now - at))
+            self.lag.labels(event).observe(max(0.0, now - stamped(at, after=at, before=now)))
 
     def job_pods(self, counts: dict[str, int] | None) -> None:
         """This pass's Job pods by state, every state named (0s included: controller/kube/pods.py PodState);
