@@ -51,6 +51,11 @@ def manifest_key(job_name: str) -> str:
     return f"jobs/{job_name}/manifest.json"
 
 
+def tokenizer_key(model: str) -> str:
+    """Object key of a model's tokenizer.json, published by `t2v model publish` for web apps without weights."""
+    return f"models/{model}/tokenizer.json"
+
+
 @dataclass(frozen=True)
 class Item:
     """One video to make: what the pod needs, nothing more."""

@@ -1,9 +1,15 @@
-"""`t2v model sync`: fill `<model_dir>/<name>/` from the hub or a folder, verify it, mark it READY.
+"""`t2v model sync`: fill `<model_dir>/<name>/` from the hub or a folder, verify it, mark it READY;
+`t2v model publish`: put what the service needs of a synced model (its tokenizer.json) in object storage.
 
-The model-cache DaemonSet runs exactly this on every GPU node. It is safe to
+The model-cache DaemonSet runs exactly these on every GPU node. Sync is safe to
 interrupt: READY is removed before anything changes and written last, files land
 under a `.part` name and are renamed only once their size (and sha256 when known)
 checks out, and a rerun resumes partial files and skips verified ones.
+
+The web app counts a prompt's T5 tokens at submission with `tokenizer/tokenizer.json`
+(core/tokens.py). Mochi's hub repo has only the sentencepiece files, so sync derives
+that file from them with transformers, the pod's own tokenizer class; in cluster mode
+the web app has no weights and reads the published copy instead.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from jobcontract.records import ExitCode
+from jobcontract.errors import ContractError, StorageUnavailable
+from jobcontract.records import ExitCode, tokenizer_key
+from jobcontract.storage import ObjectStore, open_store
 from jobimage import log
 from jobimage.errors import ModelFolderError, SetupError, SyncError
 from jobimage.model_folder import READY_NAME, check_model_folder, model_path
@@ -36,6 +44,7 @@ CHUNK = 8 * 1024 * 1024
 # (tens of GB) that MochiPipeline never reads.
 DEFAULT_INCLUDE = ("model_index.json", "scheduler/*", "text_encoder/*", "tokenizer/*", "transformer/*", "vae/*")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
+TOKENIZER_JSON = "tokenizer/tokenizer.json"  # what core/tokens.py counts with, here or from storage
 
 
 @dataclass(frozen=True)
@@ -198,6 +207,7 @@ def sync(source: Source, dest: Path, *, name: str, verify: bool = False, attempt
     """Make `dest` a complete, verified copy of `source`; resumable; READY last."""
     dest.mkdir(parents=True, exist_ok=True)
     if not verify and ready_is_valid(dest):
+        ensure_tokenizer_json(dest)  # a folder synced before sync derived it
         logger.info("model already synced", extra=log.kv(model=name, path=str(dest)))
         return dest
     (dest / READY_NAME).unlink(missing_ok=True)  # from here on the folder is "in progress"
@@ -246,6 +256,9 @@ def sync(source: Source, dest: Path, *, name: str, verify: bool = False, attempt
         logger.info("file synced", extra=log.kv(file=f.path, bytes=record[f.path]["size"]))
 
     check_model_folder_contents(dest)
+    derived = ensure_tokenizer_json(dest)
+    if derived is not None and TOKENIZER_JSON not in record:
+        record[TOKENIZER_JSON] = {"size": derived.stat().st_size, "sha256": sha256_file(derived)}
     _write_json_atomic(dest / READY_NAME, {"model": name, "source": source.describe(), "files": record,
                                            "synced_at": time.time()})
     state_path.unlink(missing_ok=True)
@@ -261,6 +274,69 @@ def check_model_folder_contents(folder: Path) -> None:
     except ModelFolderError as e:
         if f"missing: {READY_NAME} " not in str(e):
             raise SyncError(f"source is not a Mochi pipeline folder: {e}") from e
+
+
+def ensure_tokenizer_json(folder: Path) -> Path | None:
+    """The folder's `tokenizer/tokenizer.json`, derived from its sentencepiece files where the source had
+    none (the pod's `AutoTokenizer` makes the same conversion at load); None where transformers is not
+    installed to derive it."""
+    path = folder / TOKENIZER_JSON
+    if path.is_file():
+        return path
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        logger.warning("no tokenizer.json, and no transformers here to derive one: only the pod counts prompt tokens",
+                       extra=log.kv(path=str(path)))
+        return None
+    try:
+        backend = AutoTokenizer.from_pretrained(path.parent).backend_tokenizer
+    except (OSError, ValueError, AttributeError) as e:
+        raise SyncError(f"could not derive {path} from the folder's tokenizer files: {e}") from e
+    tmp = path.with_name(f".{path.name}.tmp")
+    backend.save(str(tmp))
+    os.replace(tmp, path)
+    logger.info("tokenizer.json derived", extra=log.kv(path=str(path), bytes=path.stat().st_size))
+    return path
+
+
+def publish(folder: Path, store: ObjectStore, *, name: str) -> str:
+    """Put a synced model's tokenizer.json in object storage under `tokenizer_key(name)`; returns the key."""
+    check_model_folder(folder)  # READY included: a folder still syncing is not published
+    path = ensure_tokenizer_json(folder)
+    if path is None:
+        raise SetupError(f"{folder / TOKENIZER_JSON} is missing and cannot be derived here (install transformers)")
+    key = tokenizer_key(name)
+    store.put_file(key, path, content_type="application/json")
+    logger.info("tokenizer published", extra=log.kv(model=name, key=key, bytes=path.stat().st_size))
+    return key
+
+
+def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `t2v model publish`."""
+    parser.add_argument("name", nargs="?", default=DEFAULT_MODEL, help="model folder name (synced first)")
+    parser.add_argument("--dir", dest="model_dir", type=Path, default=os.environ.get("T2V_MODEL_DIR"),
+                        help="folder holding one subfolder per model (default: $T2V_MODEL_DIR)")
+    parser.add_argument("--storage", default=os.environ.get("T2V_STORAGE_URL"),
+                        help="object storage URL, as the service's T2V_STORAGE_URL (default: $T2V_STORAGE_URL)")
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    """Run `t2v model publish`; returns 0, 75 (storage trouble: retry) or 78 (nothing to publish, no storage)."""
+    log.setup()
+    if not args.model_dir or not args.storage:
+        print("t2v model publish: needs a model folder (--dir or T2V_MODEL_DIR) and object storage "
+              "(--storage or T2V_STORAGE_URL)", file=sys.stderr)
+        return int(ExitCode.BAD_SETUP)
+    try:
+        print(publish(model_path(Path(args.model_dir), args.name), open_store(args.storage), name=args.name))
+        return 0
+    except (StorageUnavailable, SyncError, OSError) as e:
+        print(f"t2v model publish: {e} (rerun to retry)", file=sys.stderr)
+        return int(ExitCode.RETRYABLE)
+    except (SetupError, ContractError) as e:  # no synced folder; a bad storage URL or refused credentials
+        print(f"t2v model publish: {e}", file=sys.stderr)
+        return int(ExitCode.BAD_SETUP)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

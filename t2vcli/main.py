@@ -161,6 +161,12 @@ def cmd_model(args: argparse.Namespace) -> int:
     return model_sync.run(args)
 
 
+def cmd_model_publish(args: argparse.Namespace) -> int:
+    from jobimage import model_sync
+
+    return model_sync.run_publish(args)
+
+
 # The short names the CLI has always had; every other request field is `--its-name`.
 OPTION_NAMES = {"num_frames": "frames", "num_inference_steps": "steps", "guidance_scale": "guidance"}
 
@@ -310,13 +316,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("model", help="manage the local model folder")
     msub = s.add_subparsers(dest="model_command", required=True)
     sync = msub.add_parser("sync", help="download or copy a model into the model folder, verified, READY last")
+    publish = msub.add_parser("publish", help="put a synced model's tokenizer.json in object storage, so web apps "
+                                             "without the weights count prompt tokens (model-cache DaemonSet)")
     try:
         from jobimage import model_sync
 
         model_sync.add_arguments(sync)
+        model_sync.add_publish_arguments(publish)
     except ImportError as e:  # torch-less installs have no jobimage extras
         sync.add_argument("--_missing", default=str(e), help=argparse.SUPPRESS)
     sync.set_defaults(fn=cmd_model)
+    publish.set_defaults(fn=cmd_model_publish)
     ready = msub.add_parser("label-node", help="label this node as holding a READY model cache (model-cache DaemonSet)")
     ready.add_argument("--node", default=os.environ.get("NODE_NAME"), help="node name (env NODE_NAME)")
     ready.add_argument("--label", default="t2v.io/model-cache-ready", help="label set to 'true'")

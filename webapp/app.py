@@ -19,6 +19,8 @@ from core.db import migrate, session_for
 from core.errors import APIError
 from webapp.pages import router as pages_router
 from core.settings import Settings, get_settings
+from core.catalog import available_models
+from core.tokens import TokenCounter
 
 log = logging.getLogger("t2v.webapp")
 
@@ -66,6 +68,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                               "cancel, batches, seed, negative prompt, steps, queue position and filters are extras.")
     app.state.settings = settings
     app.state.store = open_store(settings.objects_url)
+    app.state.tokens = (TokenCounter(settings.models_path, store=app.state.store, models=available_models(settings))
+                        if settings.check_prompt_tokens else None)
     app.state.metrics = health.make_metrics(settings.db_url)
     app.state.db_slots = anyio.Semaphore(settings.db_pool_size)  # see deps._db_slot
     app.state.webhook_policy = webhook_targets.Policy(allow_private=settings.webhooks_may_reach_private)

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from jobcontract.storage import ObjectStore
 from core.db import session_for
 from core.settings import Settings
+from core.tokens import TokenCounter
 
 
 # Dependencies that only read app state are async: a plain `def` would take a worker thread
@@ -56,6 +57,14 @@ def _close(session: Session) -> None:
 
 async def _store(request: Request) -> ObjectStore:
     return request.app.state.store
+
+
+async def _tokens(request: Request) -> TokenCounter | None:
+    # Published tokenizers are read from storage in a worker thread, once per refresh period.
+    counter = request.app.state.tokens
+    if counter is not None and counter.refresh_due():
+        await run_in_threadpool(counter.refresh)
+    return counter
 
 
 @dataclass(frozen=True)
@@ -109,4 +118,6 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 # the route function returns, not after the response has been sent to the client.
 SessionDep = Annotated[Session, Depends(_session, scope="function")]
 StoreDep = Annotated[ObjectStore, Depends(_store)]
+# Counts a prompt's tokens with the model's tokenizer (None: counting is off).
+TokensDep = Annotated[TokenCounter | None, Depends(_tokens)]
 CallerDep = Annotated[Caller, Depends(_caller)]

@@ -100,7 +100,7 @@ def test_a_bad_item_fails_alone_with_its_reason(api: TestClient, make_runner, mo
     assert refused.status_code == 400, refused.text
     assert [(r["row"], r["param"]) for r in refused.json()["error"]["rows"]] == [(2, "prompt")]
     assert "tokens" in refused.json()["error"]["rows"][0]["message"]
-    monkeypatch.setattr("webapp.api.batches.counter_for", lambda settings: None)
+    monkeypatch.setattr(api.app.state, "tokens", None)
     batch = api.post("/v1/batches", json={"videos": [
         {"prompt": "fine one", "size": "256x144", "num_frames": 7, "num_inference_steps": 2},
         {"prompt": long_prompt, "size": "256x144", "num_frames": 7, "num_inference_steps": 2},

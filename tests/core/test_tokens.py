@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +12,11 @@ from fastapi.testclient import TestClient
 
 from core.settings import Settings
 from core.tokens import TokenCounter
+from jobcontract.records import ExitCode, tokenizer_key
+from jobcontract.storage import open_store
+from jobimage.model_sync import add_publish_arguments, run_publish
 from jobimage.models import spec_for
+from tests.plugins.minio import MinioServer
 from scripts.harness.server import shared_model_dir
 from webapp.app import create_app
 
@@ -68,3 +74,56 @@ def test_the_form_refuses_it_too(client_with_tokenizer: TestClient) -> None:
                                    headers={"HX-Request": "true"})
     assert "tokens" in r.text
     assert client_with_tokenizer.get("/v1/videos").json()["data"] == []
+
+
+@pytest.fixture
+def published(models: Path, minio_server: MinioServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An empty bucket on a real MinIO, with the credentials in the environment as in cluster mode."""
+    monkeypatch.setenv("T2V_S3_ACCESS_KEY", minio_server.access_key)
+    monkeypatch.setenv("T2V_S3_SECRET_KEY", minio_server.secret_key)
+    return minio_server.url(f"t2v-tokens-{uuid.uuid4().hex[:8]}")
+
+
+def _publish(models: Path, storage_url: str) -> int:
+    parser = argparse.ArgumentParser()
+    add_publish_arguments(parser)
+    return run_publish(parser.parse_args(["tiny", "--dir", str(models), "--storage", storage_url]))
+
+
+@pytest.mark.minio
+def test_the_published_tokenizer_counts_as_the_pods(models: Path, published: str, tmp_path: Path) -> None:
+    """A web app without the model folder (cluster mode) counts with the copy `t2v model publish` put in storage."""
+    from transformers import AutoTokenizer
+
+    from jobimage.validate import token_count
+
+    counter = TokenCounter(tmp_path / "no-weights", store=open_store(published), models=["tiny"])
+    counter.refresh()
+    assert counter("tiny", "a cat") is None  # nothing published yet
+    assert _publish(models, published) == 0
+    assert open_store(published).exists(tokenizer_key("tiny"))
+    assert counter.refresh_due() is False  # what storage said is trusted for PUBLISHED_REFRESH_S
+    counter.refresh()
+    pod = AutoTokenizer.from_pretrained(models / "tiny" / "tokenizer")
+    assert [counter("tiny", p) for p in PROMPTS] == [token_count(pod, p) for p in PROMPTS]
+
+
+@pytest.mark.minio
+def test_a_running_web_app_refuses_over_limit_prompts_once_the_tokenizer_is_published(
+        models: Path, published: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Until the model cache publishes, the pod's check is the last word; from the next refresh on, the API's."""
+    monkeypatch.setattr("core.tokens.PUBLISHED_REFRESH_S", 0.0)  # every request asks storage again
+    settings = Settings(data_dir=tmp_path / "data", model_dir=tmp_path / "no-weights", storage_url=published,
+                        models=["tiny"])
+    over = {"prompt": " ".join(["fox"] * 300), "model": "tiny"}
+    with TestClient(create_app(settings)) as c:
+        assert c.post("/v1/videos", json=over).status_code == 200
+        assert _publish(models, published) == 0
+        r = c.post("/v1/videos", json=over)
+        assert r.status_code == 400 and r.json()["error"]["param"] == "prompt", r.text
+        assert len(c.get("/v1/videos").json()["data"]) == 1
+
+
+def test_publish_refuses_a_folder_that_is_not_synced(tmp_path: Path) -> None:
+    (tmp_path / "tiny").mkdir()
+    assert _publish(tmp_path, f"file://{tmp_path / 'objects'}") == ExitCode.BAD_SETUP

@@ -169,3 +169,57 @@ def test_select_keeps_the_diffusers_layout_and_bf16_weights_where_present():
         "transformer/diffusion_pytorch_model.safetensors.index.bf16.json",
         "vae/config.json", "vae/diffusion_pytorch_model.safetensors"]
     assert len(select(files, variant=None)) == len(files) - 2  # README.md, dit.safetensors
+
+
+def _sentencepiece_only(tokenizer: Path) -> None:
+    """Replace a folder's tokenizer with what Mochi's hub repo has: a T5 `spiece.model` and its config, no
+    tokenizer.json (trained here on a few sentences: no hub to fetch the real one from)."""
+    import io
+
+    import sentencepiece
+
+    words = "a red fox running through snow cat walks on the beach at sunset cinematic city night rain".split()
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter([" ".join(words[i:] + words[:i]) for i in range(len(words))] * 20),
+        model_writer=model, vocab_size=40, model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+        minloglevel=2)
+    shutil.rmtree(tokenizer)
+    tokenizer.mkdir()
+    (tokenizer / "spiece.model").write_bytes(model.getvalue())
+    (tokenizer / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "T5Tokenizer", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
+        "extra_ids": 0}))
+
+
+def test_a_sentencepiece_only_tokenizer_gets_a_tokenizer_json_that_counts_as_the_pod(hub, tmp_path):
+    from transformers import AutoTokenizer
+
+    from core.tokens import TokenCounter
+    from jobimage.validate import token_count
+
+    _sentencepiece_only(hub / "tokenizer")
+    (hub / "SHA256SUMS").unlink()
+    models = tmp_path / "models"
+    assert run(_args("mochi-1-preview", "--dir", str(models), "--from", str(hub))) == 0
+    dest = models / "mochi-1-preview"
+    assert "tokenizer/tokenizer.json" in json.loads((dest / "READY").read_text())["files"]
+    assert ready_is_valid(dest)
+    pod = AutoTokenizer.from_pretrained(dest / "tokenizer")
+    prompts = ["a red fox", "a cat walks on the beach at sunset, cinematic", "Ünïcödé zebra 🎥", " ".join(["fox"] * 300)]
+    assert [TokenCounter(models)("mochi-1-preview", p) for p in prompts] == [token_count(pod, p) for p in prompts]
+
+
+def test_a_folder_synced_before_the_tokenizer_json_was_derived_gets_it_on_the_next_sync(hub, tmp_path, monkeypatch):
+    _sentencepiece_only(hub / "tokenizer")
+    (hub / "SHA256SUMS").unlink()
+    models = tmp_path / "models"
+    assert run(_args("mochi-1-preview", "--dir", str(models), "--from", str(hub))) == 0
+    dest = models / "mochi-1-preview"
+    (dest / "tokenizer" / "tokenizer.json").unlink()  # as the sync before this one left it
+    ready = json.loads((dest / "READY").read_text())
+    del ready["files"]["tokenizer/tokenizer.json"]
+    (dest / "READY").write_text(json.dumps(ready))
+    monkeypatch.setattr(FolderSource, "fetch", lambda self, f, part: pytest.fail("fetched a file again"))
+    assert run(_args("mochi-1-preview", "--dir", str(models), "--from", str(hub))) == 0
+    assert (dest / "tokenizer" / "tokenizer.json").is_file()

@@ -28,6 +28,22 @@ def test_the_model_cache_synced_tiny_and_labelled_the_node(real_stack: RealStack
     assert ds["numberReady"] == 1, ds
 
 
+def test_every_webapp_replica_refuses_an_over_limit_prompt_with_the_published_tokenizer(
+        real_stack: RealStack) -> None:
+    """The webapp pods have no weights: they count a prompt's T5 tokens with the tokenizer.json that the model
+    cache published to MinIO (`t2v model publish`), so the pod's refusal comes at submission, as a 400."""
+    over = {**SMALL, "prompt": " ".join(["fox"] * 300)}  # 1,199 characters, over 256 tokens
+    with api(real_stack) as client:
+        newest = client.get("/v1/videos", params={"limit": 1}).json()["data"]
+    for _ in range(4):  # a connection each: kube-proxy picks a replica per connection
+        with api(real_stack) as client:
+            r = client.post("/v1/videos", json=over)
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["param"] == "prompt" and "tokens" in r.json()["error"]["message"]
+    with api(real_stack) as client:
+        assert client.get("/v1/videos", params={"limit": 1}).json()["data"] == newest  # nothing queued
+
+
 def test_six_videos_and_a_csv_by_api_and_cli_survive_a_webapp_pod_and_the_leader_dying(
         real_stack: RealStack, tmp_path: Path) -> None:
     with api(real_stack) as client:

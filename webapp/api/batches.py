@@ -23,8 +23,7 @@ from core import actions, presenters, queries, webhook_targets
 from webapp.api.body import check_webhook, read_limited
 from core.catalog import KNOWN_MODELS, available_models
 from webapp.csvfile import CSV_SCHEMA, read_rows, validate_rows
-from core.tokens import counter_for
-from webapp.deps import CallerDep, SessionDep, SettingsDep, StoreDep
+from webapp.deps import CallerDep, SessionDep, SettingsDep, StoreDep, TokensDep
 from core.errors import Conflict, InvalidParam, NotFound, TooLarge, UnsupportedMediaType
 from webapp.api.responses import errors
 from core.models import Batch, BatchList, BatchPublic
@@ -105,13 +104,13 @@ async def _parse(request: Request, limit: int) -> tuple[list[dict[str, Any]], st
                  "application/json": {"schema": BATCH_SCHEMA}, "multipart/form-data": {"schema": UPLOAD_SCHEMA},
                  "text/csv": {"schema": CSV_SCHEMA}}}})
 async def create_batch(request: Request, session: SessionDep, settings: SettingsDep, caller: CallerDep,
-                       idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None
+                       tokens: TokensDep, idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None
                        ) -> BatchPublic:
     """Validate every row first; a bad row rejects the whole batch with all bad rows listed."""
     rows, name, metadata, digest, webhook_url = await _parse(request, settings.max_upload_bytes)
     is_json = request.headers.get("content-type", "").split(";")[0].strip().lower() in ("application/json", "")
     specs = validate_rows(rows, default_model=settings.model, models=available_models(settings),
-                          max_rows=settings.max_batch_rows, strict=is_json, tokens=counter_for(settings))
+                          max_rows=settings.max_batch_rows, strict=is_json, tokens=tokens)
     webhook_url = await check_webhook(request, webhook_url)
 
     def write() -> BatchPublic:

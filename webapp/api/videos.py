@@ -16,13 +16,12 @@ from jobcontract.records import video_keys
 from core import actions, crud, presenters, queries, webhook_targets
 from webapp.api.body import check_webhook, json_or_form
 from core.catalog import KNOWN_MODELS, available_models
-from webapp.deps import CallerDep, SessionDep, SettingsDep, StoreDep
+from webapp.deps import CallerDep, SessionDep, SettingsDep, StoreDep, TokensDep
 from core.errors import Conflict, NotFound, RangeNotSatisfiable
 from webapp.api.responses import errors
 from core.models import Video, VideoDeleted, VideoList, VideoPublic
 from core.outbox import deliveries, delivery_public
 from core.params import parse_video, video_json_schema
-from core.tokens import counter_for
 from core.status import VideoStatus
 from webapp.submit import submit_video
 
@@ -46,13 +45,13 @@ def check_id(video_id: str) -> str:
                  "application/x-www-form-urlencoded": {"schema": FORM_SCHEMA},
                  "multipart/form-data": {"schema": FORM_SCHEMA}}}})
 async def create_video(request: Request, response: Response, session: SessionDep, settings: SettingsDep,
-                       caller: CallerDep,
+                       caller: CallerDep, tokens: TokensDep,
                        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> VideoPublic:
     """Queue a video; returns at once with status `queued`."""
     raw, is_json = await json_or_form(request, settings.max_upload_bytes)
     webhook_url = webhook_targets.check_syntax(raw.pop("webhook_url", None))
     spec, seed_given = parse_video(raw, default_model=settings.model, models=available_models(settings),
-                                   strict=is_json, tokens=counter_for(settings))
+                                   strict=is_json, tokens=tokens)
     webhook_url = await check_webhook(request, webhook_url)
 
     def write() -> tuple[VideoPublic, bool]:

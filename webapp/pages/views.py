@@ -23,14 +23,13 @@ from core import actions, crud, presenters, queries
 from webapp.api.queue import QueuePublic, queue_state
 from core.catalog import available_models
 from webapp.csvfile import read_rows, validate_rows
-from webapp.deps import Caller, CallerDep, SessionDep, SettingsDep, StoreDep
+from webapp.deps import Caller, CallerDep, SessionDep, SettingsDep, StoreDep, TokensDep
 from webapp.deps import current_caller as resolve_caller
 from core.errors import APIError, InvalidCSV, NotFound
 from core.models import Batch, Video, VideoPublic
 from webapp.pages.htmx import HTMX_CDN_URL, HTMX_LOCAL_URL, HTMX_SRI, HTMX_VERSION
 from core.params import FIELDS, parse_video
 from jobcontract import video as params
-from core.tokens import counter_for
 from jobimage.models import spec_for
 from core.settings import Settings
 from core.status import VideoStatus
@@ -261,13 +260,14 @@ def video_row(request: Request, video_id: str, session: SessionDep, settings: Se
 
 
 @router.post("/ui/videos", response_class=HTMLResponse)
-async def create_video(request: Request, session: SessionDep, settings: SettingsDep, caller: CallerDep) -> Response:
+async def create_video(request: Request, session: SessionDep, settings: SettingsDep, caller: CallerDep,
+                       tokens: TokensDep) -> Response:
     """The form post: the new row goes on top of the list; a bad field comes back as a message by the form."""
     form = await request.form()
     raw = {k: v for k, v in form.items() if isinstance(v, str) and v.strip() != ""}
     try:
         spec, seed_given = parse_video(raw, default_model=settings.model, models=available_models(settings),
-                                       tokens=counter_for(settings))
+                                       tokens=tokens)
     except APIError as e:
         return _form_error(request, "#form-error", e.message, e.param)
 
@@ -296,7 +296,7 @@ def rerun_request(video: Video) -> dict[str, Any]:
 
 @router.post("/ui/videos/{video_id}/rerun", response_class=HTMLResponse)
 def rerun_video(request: Request, video_id: str, session: SessionDep, settings: SettingsDep,
-                caller: CallerDep) -> Response:
+                caller: CallerDep, tokens: TokensDep) -> Response:
     """A new video with the same prompt, seed and settings."""
     old = _find(session, caller, video_id)
     if old is None:
@@ -304,7 +304,7 @@ def rerun_video(request: Request, video_id: str, session: SessionDep, settings: 
     raw = rerun_request(old)
     try:
         spec, _ = parse_video(raw, default_model=settings.model, models=available_models(settings), strict=True,
-                              tokens=counter_for(settings))
+                              tokens=tokens)
     except APIError as e:  # e.g. its model is no longer available here
         return _form_error(request, "#form-error", e.message, e.param)
     video, _ = submit_video(session, spec=spec, seed_given=True, tenant=caller.tenant, settings=settings,
@@ -336,7 +336,7 @@ def delete_video(video_id: str, session: SessionDep, store: StoreDep, caller: Ca
 
 @router.post("/ui/batches", response_class=HTMLResponse)
 async def create_batch(request: Request, session: SessionDep, settings: SettingsDep, caller: CallerDep,
-                       file: Annotated[UploadFile | None, Form()] = None) -> Response:
+                       tokens: TokensDep, file: Annotated[UploadFile | None, Form()] = None) -> Response:
     """CSV upload: every bad row listed and nothing queued, or the batch card and its first rows."""
     if file is None or not file.filename:
         return templates.TemplateResponse(request, "partials/csv_result.html",
@@ -346,7 +346,7 @@ async def create_batch(request: Request, session: SessionDep, settings: Settings
         if len(data) > settings.max_upload_bytes:
             raise APIError(f"the file is over the limit of {settings.max_upload_bytes} bytes", param="file")
         specs = validate_rows(read_rows(data), default_model=settings.model, models=available_models(settings),
-                              max_rows=settings.max_batch_rows, tokens=counter_for(settings))
+                              max_rows=settings.max_batch_rows, tokens=tokens)
     except InvalidCSV as e:
         return templates.TemplateResponse(request, "partials/csv_result.html",
                                           {"message": e.message, "rows": e.rows, "filename": file.filename})
