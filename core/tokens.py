@@ -30,6 +30,10 @@ logger = logging.getLogger("t2v.tokens")
 # a model re-synced with another tokenizer is seen within this, and an idle web app makes one small
 # GET per model per period. `refresh` runs in a worker thread, never on a request's event loop.
 PUBLISHED_REFRESH_S = 300.0
+# How long a submission waits for a due refresh (an in-cluster GET takes milliseconds). A store that is
+# slow or unreachable (20 s of connect timeouts and retries) costs a request no more; the read goes on
+# in its thread and later requests count with what it finds.
+REFRESH_WAIT_S = 1.0
 
 
 class TokenCounter:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
+import anyio
 import sqlalchemy as sa
 from fastapi import Depends, Request
 from sqlmodel import Session
@@ -14,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from jobcontract.storage import ObjectStore
 from core.db import session_for
 from core.settings import Settings
-from core.tokens import TokenCounter
+from core.tokens import REFRESH_WAIT_S, TokenCounter
 
 
 # Dependencies that only read app state are async: a plain `def` would take a worker thread
@@ -60,10 +61,12 @@ async def _store(request: Request) -> ObjectStore:
 
 
 async def _tokens(request: Request) -> TokenCounter | None:
-    # Published tokenizers are read from storage in a worker thread, once per refresh period.
+    # Published tokenizers are read from storage in a worker thread, once per refresh period; the
+    # request waits for that read at most REFRESH_WAIT_S.
     counter = request.app.state.tokens
     if counter is not None and counter.refresh_due():
-        await run_in_threadpool(counter.refresh)
+        with anyio.move_on_after(REFRESH_WAIT_S):
+            await anyio.to_thread.run_sync(counter.refresh, abandon_on_cancel=True)
     return counter
 
 

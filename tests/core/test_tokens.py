@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from jobcontract.records import ExitCode, tokenizer_key
 from jobcontract.storage import open_store
 from jobimage.model_sync import add_publish_arguments, run_publish
 from jobimage.models import spec_for
-from tests.plugins.minio import MinioServer
+from tests.plugins.minio import MinioProcess, MinioServer
 from scripts.harness.server import shared_model_dir
 from webapp.app import create_app
 
@@ -127,3 +129,27 @@ def test_a_running_web_app_refuses_over_limit_prompts_once_the_tokenizer_is_publ
 def test_publish_refuses_a_folder_that_is_not_synced(tmp_path: Path) -> None:
     (tmp_path / "tiny").mkdir()
     assert _publish(tmp_path, f"file://{tmp_path / 'objects'}") == ExitCode.BAD_SETUP
+
+
+@pytest.mark.minio
+def test_a_store_that_does_not_answer_holds_a_submission_back_no_longer_than_the_refresh_wait(
+        minio_process: MinioProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frozen MinIO (SIGSTOP: connections are accepted and never answered, as a store behind a broken
+    network) hangs the refresh for its 60 s read timeout; the submission waits REFRESH_WAIT_S for it, not that."""
+    s = minio_process.server
+    monkeypatch.setenv("T2V_S3_ACCESS_KEY", s.access_key)
+    monkeypatch.setenv("T2V_S3_SECRET_KEY", s.secret_key)
+    monkeypatch.setattr("core.tokens.PUBLISHED_REFRESH_S", 0.0)
+    settings = Settings(data_dir=tmp_path / "data", model_dir=tmp_path / "no-weights", storage_url=s.url("frozen"),
+                        models=["tiny"])
+    with TestClient(create_app(settings)) as c:
+        assert minio_process.proc is not None
+        minio_process.proc.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            r = c.post("/v1/videos", json={"prompt": "a cat", "model": "tiny"})
+            waited = time.monotonic() - started
+        finally:
+            minio_process.proc.send_signal(signal.SIGCONT)
+    assert r.status_code == 200, r.text
+    assert waited < 30, f"the submission waited {waited:.1f} s for storage"  # not the 60 s read timeout
