@@ -66,7 +66,8 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(5000, ge=1)
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     # Count prompt tokens at submission with the model's tokenizer.json: the model folder's, else the copy
-    # the model cache published to storage (core/tokens.py). Off only to let an over-limit prompt reach the pod, as a test of the pod's check does.
+    # the model cache published to storage (core/tokens.py). Off only to let an over-limit prompt reach the
+    # pod, as a test of the pod's check does.
     check_prompt_tokens: bool = True
     # API keys: None means required with the kubernetes backend, optional on the embedded default.
     auth_required: bool | None = None

@@ -206,7 +206,8 @@ def test_a_sentencepiece_only_tokenizer_gets_a_tokenizer_json_that_counts_as_the
     assert "tokenizer/tokenizer.json" in json.loads((dest / "READY").read_text())["files"]
     assert ready_is_valid(dest)
     pod = AutoTokenizer.from_pretrained(dest / "tokenizer")
-    prompts = ["a red fox", "a cat walks on the beach at sunset, cinematic", "Ünïcödé zebra 🎥", " ".join(["fox"] * 300)]
+    prompts = ["a red fox", "a cat walks on the beach at sunset, cinematic", "Ünïcödé zebra 🎥",
+               " ".join(["fox"] * 300)]
     assert [TokenCounter(models)("mochi-1-preview", p) for p in prompts] == [token_count(pod, p) for p in prompts]
 
 
