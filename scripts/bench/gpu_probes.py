@@ -77,35 +77,53 @@ def profile_kernels(fn: Callable[[], object], device: torch.device, top: int = 8
     }
 
 
+# The two memory layouts SDPA gets: "bhsd" contiguous (B, H, S, D), as a standalone benchmark
+# makes it; "bshd" a (B, S, H, D) tensor seen through transpose(1, 2), which is what Mochi's
+# processors hand it (heads split off the projections, then moved). In the 163-frame step cuDNN ran
+# at 553 TFLOP/s against 580 alone on "bhsd"; timing both tells whether the layout is the gap.
+LAYOUTS = ("bhsd", "bshd")
+
+
+def sdpa_inputs(tokens: int, heads: int, head_dim: int, layout: str, device: torch.device,
+                dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """q, k, v of shape (1, heads, tokens, head_dim), laid out in memory as `layout` says."""
+    gen = torch.Generator("cpu").manual_seed(3)
+    shape = (1, heads, tokens, head_dim) if layout == "bhsd" else (1, tokens, heads, head_dim)
+    tensors = (torch.randn(*shape, generator=gen).to(device, dtype) for _ in range(3))
+    return tuple(t if layout == "bhsd" else t.transpose(1, 2) for t in tensors)
+
+
 def time_sdpa_backends(tokens: int, heads: int, head_dim: int, device: torch.device, dtype: torch.dtype,
                        iters: int = 5) -> list[dict]:
-    """Each SDPA backend alone on Mochi's joint attention shape (batch 1, no mask): seconds, TFLOP/s.
+    """Each SDPA backend alone on Mochi's joint attention shape (batch 1, no mask), in each of
+    `LAYOUTS`: seconds, TFLOP/s.
 
     A backend that cannot take the inputs says why instead of a time (SDPA raises rather than
     falling back when only one backend is allowed).
     """
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    gen = torch.Generator("cpu").manual_seed(3)
-    q, k, v = (torch.randn(1, heads, tokens, head_dim, generator=gen).to(device, dtype) for _ in range(3))
     flops = 4 * tokens * tokens * head_dim * heads  # QK^T and AV
     rows = []
     names = BACKENDS if device.type == "cuda" else ("MATH",)
-    for name in names:
-        row: dict = {"backend": name.split("_")[0].lower(), "tokens": tokens}
-        try:
-            with sdpa_kernel([getattr(SDPBackend, name)]):
-                F.scaled_dot_product_attention(q, k, v)  # warm-up (cuDNN builds its plan here)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                t0 = time.perf_counter()
-                for _ in range(iters):
-                    F.scaled_dot_product_attention(q, k, v)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-            row["seconds"] = (time.perf_counter() - t0) / iters
-            row["tflops"] = flops / row["seconds"] / 1e12
-        except RuntimeError as e:
-            row["error"] = str(e).splitlines()[0][:200]
-        rows.append(row)
+    for layout in LAYOUTS:
+        q, k, v = sdpa_inputs(tokens, heads, head_dim, layout, device, dtype)
+        for name in names:
+            row: dict = {"backend": name.split("_")[0].lower(), "layout": layout, "tokens": tokens}
+            try:
+                with sdpa_kernel([getattr(SDPBackend, name)]):
+                    F.scaled_dot_product_attention(q, k, v)  # warm-up (cuDNN builds its plan here)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    t0 = time.perf_counter()
+                    for _ in range(iters):
+                        F.scaled_dot_product_attention(q, k, v)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                row["seconds"] = (time.perf_counter() - t0) / iters
+                row["tflops"] = flops / row["seconds"] / 1e12
+            except RuntimeError as e:
+                row["error"] = str(e).splitlines()[0][:200]
+            rows.append(row)
+        del q, k, v
     return rows

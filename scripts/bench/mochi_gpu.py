@@ -55,7 +55,7 @@ REFERENCE_TFLOPS = 700.0  # the rate the issue's floor is counted at (304 s for 
 MARK_BEGIN, MARK_END = "<!-- mochi_gpu:begin -->", "<!-- mochi_gpu:end -->"
 # Rough seconds each kind of row takes at 163 frames on an H200 (2026-12-04 run: compile 35 s + the
 # timed calls), for --budget-s.
-COST_163 = {"sdpa": 5, "step": 25, "decode": 40, "compile": 90}
+COST_163 = {"sdpa": 10, "step": 25, "decode": 40, "compile": 90}
 
 
 @dataclass
@@ -447,9 +447,10 @@ def table(report: dict) -> str:
            f"{report['dtype']}{smoke}. bf16 matmul on this GPU: {_fmt(report['matmul_tflops'], '.0f')} TFLOP/s "
            f"(8192³, random data). x floor = step time / (FLOPs at {REFERENCE_TFLOPS:.0f} TFLOP/s).", ""]
     if report["sdpa"]:
-        out += ["| SDPA backend alone (B=1, no mask) | tokens | ms | TFLOP/s |", "|---|---|---|---|"]
+        out += ["| SDPA backend alone (B=1, no mask) | layout | tokens | ms | TFLOP/s |", "|---|---|---|---|---|"]
         for s in report["sdpa"]:
-            out.append(f"| {s['backend']} | {s['tokens']} | {_fmt(s.get('seconds') and s['seconds'] * 1000, '.1f')} | "
+            out.append(f"| {s['backend']} | {s.get('layout', 'bhsd')} | {s['tokens']} | "
+                       f"{_fmt(s.get('seconds') and s['seconds'] * 1000, '.1f')} | "
                        f"{_fmt(s.get('tflops'), '.0f')}{' ' + s['error'] if s.get('error') else ''} |")
         out.append("")
     out += ["| frames | attention | compile | s/step 1 GPU (CFG) | s/forward B=1 | s/step split 2 GPUs | TFLOP/s | "

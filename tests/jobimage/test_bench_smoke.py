@@ -7,11 +7,14 @@ script able to produce them: the plan's order, the time budget, the JSON and the
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts/bench"))
@@ -43,7 +46,8 @@ def test_smoke_run_writes_json_and_table(tmp_path):
     assert ours["step_1gpu_s"] > 0 and ours["forward_b1_s"] > 0 and ours["step_split_s"] > 0
     assert ours["attention_kernel"] and 0 < ours["attention_share"] < 1 and ours["top_kernels"]
     assert [(d["tiled"], d["decode_s"] > 0) for d in report["decode"]] == [(True, True), (False, True)]
-    assert report["sdpa"] and report["sdpa"][0]["seconds"] > 0 and not report["skipped"]
+    assert [(s["layout"], s["seconds"] > 0) for s in report["sdpa"]] == [("bhsd", True), ("bshd", True)]
+    assert not report["skipped"]
     assert "old" not in text and "after" in text and "SMOKE RUN" in text and "| 7 | ours | no |" in text
 
 
@@ -86,8 +90,52 @@ def test_attention_kernel_names(name, kind):
     assert gpu_probes.attention_kind(name) == kind
 
 
+def test_sdpa_inputs_are_laid_out_as_named():
+    """"bshd" is what Mochi's processors hand SDPA: a (B, S, H, D) tensor seen as (B, H, S, D)."""
+    q, _, _ = gpu_probes.sdpa_inputs(10, 3, 4, "bhsd", torch.device("cpu"), torch.float32)
+    assert q.shape == (1, 3, 10, 4) and q.is_contiguous()
+    q, _, _ = gpu_probes.sdpa_inputs(10, 3, 4, "bshd", torch.device("cpu"), torch.float32)
+    assert q.shape == (1, 3, 10, 4) and q.stride() == (120, 4, 12, 1) and q.transpose(1, 2).is_contiguous()
+
+
 def test_flop_count_matches_the_issue_reference():
     cfg = dict(patch_size=2, num_attention_heads=24, attention_head_dim=128, num_layers=48, pooled_projection_dim=1536)
     per_forward = mochi_gpu.forward_flops(cfg, 163, 480, 848, 64)
     assert per_forward == pytest.approx(1.66e15, rel=0.01)
     assert 2 * 64 * per_forward / 700e12 == pytest.approx(304, rel=0.01)
+
+
+@pytest.mark.slow
+def test_gpu_lease_runs_the_benchmarks_into_out(tmp_path):
+    """The one command a lent GPU machine runs (scripts/bench/gpu_lease.py), on the CPU: without
+    carried wheels it uses this environment; with --pod it also writes a random model and runs the
+    job pod on it. Everything lands in $OUT, docs/performance.md's copy rewritten."""
+    env = {**os.environ, "OUT": str(tmp_path)}
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/bench/gpu_lease.py"), "run", "--smoke", "--pod",
+                           "--model-dir", str(tmp_path / "models"),
+                           "--wheels", str(tmp_path / "no-wheels"), "--", "--frames", "7", "--warmup", "0",
+                           "--no-decode", "--attention", "ours"], env=env, capture_output=True, text=True,
+                          timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    report = json.loads((tmp_path / "mochi_gpu.json").read_text())
+    assert report["smoke"] and [r["attention"] for r in report["rows"]] == ["ours"]
+    docs = (tmp_path / "performance.md").read_text()
+    assert "SMOKE RUN" in docs and "## API and database" in docs  # the table replaced, the rest kept
+    pod = json.loads((tmp_path / "pod.json").read_text())
+    assert [r["status"] for r in pod["runs"][0]["results"]] == ["succeeded", "succeeded"]
+    assert {p.name for p in tmp_path.glob("*.log")} == {"mochi_gpu.log", "random_mochi.log", "pod.log"}
+
+
+def test_gpu_lease_carries_the_projects_pins():
+    """The wheels carried to a GPU machine are this project's versions (its pins, from pyproject.toml)."""
+    sys.path.insert(0, str(ROOT / "scripts/bench"))
+    try:
+        import gpu_lease
+    finally:
+        sys.path.remove(str(ROOT / "scripts/bench"))
+    pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pinned = {p.split("==")[0].split("[")[0].lower().replace("_", "-"): p.split("==")[1]
+              for p in pins["dependencies"] + pins["optional-dependencies"]["gen"]}
+    carried = dict(p.split("==") for p in gpu_lease.wheel_pins())
+    assert carried["diffusers"] == pinned["diffusers"] and carried["pydantic"] == pinned["pydantic"]
+    assert carried["imageio-ffmpeg"] == "0.6.0"  # 0.8.1's wheel alone is over the carry limit
