@@ -134,7 +134,17 @@ def _(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, prompt_mask: torch.Tens
 
 
 class T2VMochiAttnProcessor:
-    """Drop-in replacement for `MochiAttnProcessor2_0` (same inputs, same outputs)."""
+    """Drop-in replacement for `MochiAttnProcessor2_0` (same inputs, same outputs).
+
+    `heads_first=True` lays q, k and v out as contiguous (B, H, S, D) before the attention instead of
+    handing SDPA (B, S, H, D) tensors seen through `transpose(1, 2)`. In a compiled block inductor
+    writes them that way in the kernel that makes them; in eager it is three extra copies. It is a
+    candidate for the next GPU run (docs/performance.md: cuDNN ran 5 % slower inside the step than
+    alone on contiguous input), off until measured.
+    """
+
+    def __init__(self, heads_first: bool = False) -> None:
+        self.heads_first = heads_first
 
     def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
                  attention_mask: torch.Tensor, image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -164,6 +174,8 @@ class T2VMochiAttnProcessor:
         q = torch.cat([query, enc_query], dim=1).transpose(1, 2)
         k = torch.cat([key, enc_key], dim=1).transpose(1, 2)
         v = torch.cat([value, enc_value], dim=1).transpose(1, 2)
+        if self.heads_first:
+            q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         out = joint_attention(q, k, v, attention_mask).transpose(1, 2).flatten(2, 3)
 
         hidden_out, text_out = out[:, :seq_len], out[:, seq_len:]

@@ -42,7 +42,7 @@ import torch  # noqa: E402
 
 from gpu_probes import profile_kernels, time_sdpa_backends  # noqa: E402
 from jobimage.models.mochi import MOCHI  # noqa: E402
-from jobimage.attention import install_attention, install_stock_attention  # noqa: E402
+from jobimage.attention import T2VMochiAttnProcessor, install_attention, install_stock_attention  # noqa: E402
 
 # diffusers' Mochi RoPE opens an fp32 autocast region; on CPU (smoke runs) torch warns on every call.
 warnings.filterwarnings("ignore", message="In CPU autocast, but the target dtype is not supported", category=UserWarning)
@@ -56,6 +56,9 @@ MARK_BEGIN, MARK_END = "<!-- mochi_gpu:begin -->", "<!-- mochi_gpu:end -->"
 # Rough seconds each kind of row takes at 163 frames on an H200 (2026-12-04 run: compile 35 s + the
 # timed calls), for --budget-s.
 COST_163 = {"sdpa": 10, "step": 25, "decode": 40, "compile": 90}
+# The processors a step row can run: diffusers' own, ours (what the pod runs), and ours with q, k, v
+# laid out heads first (T2VMochiAttnProcessor(heads_first=True)), a candidate not yet measured.
+ATTENTIONS = ("stock", "ours", "ours-bhsd")
 
 
 @dataclass
@@ -63,7 +66,7 @@ class Row:
     """One transformer configuration: step times, rate, kernel, memory."""
 
     frames: int
-    attention: str  # stock | ours
+    attention: str  # one of ATTENTIONS
     compiled: bool
     height: int
     width: int
@@ -236,6 +239,8 @@ def parse_rows(spec: str) -> list[tuple]:
     for part in filter(None, (p.strip() for p in spec.split(","))):
         kind, frames, *rest = part.split(":")
         if kind == "step":
+            if not rest or rest[0] not in ATTENTIONS:
+                raise SystemExit(f"--rows: {part!r} names no attention ({', '.join(ATTENTIONS)})")
             plan.append(("step", int(frames), rest[0], rest[1:] == ["compiled"]))
         elif kind == "decode":
             plan.append(("decode", int(frames), rest[:1] != ["untiled"], None))
@@ -324,7 +329,10 @@ class Bench:
         models = [m for m in (tr, self.second) if m is not None]
         for m in models:
             set_compiled(m, compiled)
-            (install_stock_attention if attention == "stock" else install_attention)(m)
+            if attention == "stock":
+                install_stock_attention(m)
+            else:
+                install_attention(m, T2VMochiAttnProcessor(heads_first=attention == "ours-bhsd"))
         row = Row(frames=frames, attention=attention, compiled=compiled, height=self.height, width=self.width,
                   tokens=video_tokens(frames, self.height, self.width))
         self.report["rows"].append(row)
@@ -502,7 +510,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny configs on the CPU; checks the logic only")
     parser.add_argument("--devices", help="e.g. cuda:0,cuda:1 (default: every GPU; cpu with --smoke)")
     parser.add_argument("--frames", help="comma list (default 163,85,31; 13,7 with --smoke)")
-    parser.add_argument("--attention", choices=["stock", "ours", "both"], default="both")
+    parser.add_argument("--attention", choices=[*ATTENTIONS, "both"], default="both",
+                        help="both: stock and ours")
     parser.add_argument("--compile", choices=["off", "on", "both"],
                         help="torch.compile rows (default both; off with --smoke: inductor takes minutes on a CPU)")
     parser.add_argument("--warmup", type=int, default=1)

@@ -48,6 +48,22 @@ def test_same_output_as_stock(transformer, lengths):
     torch.testing.assert_close(ours, stock, rtol=1e-5, atol=1e-5)
 
 
+def test_heads_first_layout_gives_the_same_output(transformer):
+    """The benchmark's layout variant (q, k, v contiguous as (B, H, S, D)) changes where the bytes
+    lie, not the arithmetic."""
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 12, 2, 8, 12, generator=gen)
+    text = torch.randn(2, 256, TRANSFORMER_CONFIG["text_embed_dim"], generator=gen)
+    mask = _mask([1, 30])
+    install_attention(transformer)
+    default = _forward(transformer, x, text, mask)
+    install_attention(transformer, T2VMochiAttnProcessor(heads_first=True))
+    try:
+        torch.testing.assert_close(_forward(transformer, x, text, mask), default, rtol=1e-6, atol=1e-6)
+    finally:
+        install_attention(transformer)
+
+
 def test_batched_guidance_equals_one_sample_at_a_time(transformer):
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(2, 12, 2, 8, 12, generator=gen)
