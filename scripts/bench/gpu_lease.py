@@ -39,7 +39,8 @@ CARRY_LIMIT_MIB = 64  # the working tree and the carried paths together, per cal
 # What the job image and the benchmarks import that the GPU machines' image does not have; each at
 # this environment's version, except imageio-ffmpeg: 0.8.1's wheel is 68 MB, over the carry limit on
 # its own, and 0.6.0's (29 MB) ships an ffmpeg with the same libx264 encoder and the same API.
-CARRIED = ("diffusers", "importlib_metadata", "pydantic", "pydantic_core", "annotated_types", "typing_inspection")
+CARRIED = ("diffusers", "importlib_metadata", "pydantic", "pydantic_core", "annotated_types", "typing_inspection",
+           "typing_extensions")  # pydantic_core needs a recent one (Sentinel)
 PINNED = {"imageio-ffmpeg": "0.6.0"}
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux2010_x86_64",
              "manylinux1_x86_64")
