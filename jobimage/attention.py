@@ -138,7 +138,7 @@ class T2VMochiAttnProcessor:
 
     `heads_first=True` lays q, k and v out as contiguous (B, H, S, D) before the attention instead of
     handing SDPA (B, S, H, D) tensors seen through `transpose(1, 2)`. In a compiled block inductor
-    writes them that way in the kernel that makes them; in eager it is three extra copies. It is a
+    can write them that way in the kernel that makes them; in eager it is three extra copies. It is a
     candidate for the next GPU run (docs/performance.md: cuDNN ran 5 % slower inside the step than
     alone on contiguous input), off until measured.
     """
