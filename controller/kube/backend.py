@@ -42,6 +42,31 @@ from jobcontract.storage import ObjectStore
 log = logging.getLogger("t2v.controller")
 
 
+def kueue_places(queued: list[Video], workload_of: dict[str, str | None], pending: dict[str, int]
+                 ) -> dict[str, int | None]:
+    """Each queued video's place from Kueue's pending list (Workload -> place in its ClusterQueue),
+    mended for the Workload Kueue is trying to admit.
+
+    Kueue takes each ClusterQueue's head out of its queue while a scheduling cycle tries to admit
+    it, and the visibility API then lists the others counted from the next one. Under StrictFIFO a
+    head that does not fit is tried again every cycle, so the list often lacks it: two waiting
+    videos both read 1, the head's from our own order. Where exactly one known Workload of a
+    ClusterQueue's waiting videos is absent while others are listed, it is that head: 1, and the
+    others one further back. (A Workload admitted since the list also leaves it; its video is in
+    progress by the next pass, so the places are off by one for a pass at most.)
+    """
+    out = {v.id: pending.get(workload_of.get(v.id) or "") for v in queued}
+    for queue in {v.queue for v in queued}:
+        mine = [v for v in queued if v.queue == queue and workload_of.get(v.id)]
+        absent = {workload_of[v.id] for v in mine} - pending.keys()
+        if len(absent) != 1 or len(absent) == len({workload_of[v.id] for v in mine}):
+            continue
+        head = absent.pop()
+        for v in mine:
+            out[v.id] = 1 if workload_of[v.id] == head else out[v.id] + 1
+    return out
+
+
 class KubeBackend:
     """Indexed Jobs in one namespace; Kueue decides when they run."""
 
@@ -196,7 +221,7 @@ class KubeBackend:
             missing = next((v.job_name for v in queued if v.job_name not in self._workload_names), None)
             if missing is not None:
                 self._workload(missing)  # new Jobs since the last list: list the Workloads once
-            return {v.id: kueue.get(self._workload_names.get(v.job_name, "")) for v in queued}
+            return kueue_places(queued, {v.id: self._workload_names.get(v.job_name) for v in queued}, kueue)
         ordered = sorted(queued, key=lambda v: (v.priority != "interactive", v.seq))
         return {v.id: pos for pos, v in enumerate(ordered, start=1)}
 
