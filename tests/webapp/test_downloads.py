@@ -56,12 +56,15 @@ def test_content_redirects_to_a_presigned_url_that_serves_ranges(s3_settings: Se
 
 
 def test_a_presigned_url_expires(s3_settings: Settings) -> None:
+    # The signature's date is in whole seconds, so a URL signed for N seconds lasts N-1 to N: 1 s left
+    # a loaded machine's first request too late (403). 4 s leaves it 3.
     with TestClient(create_app(s3_settings)) as c:
         store = c.app.state.store
         store.put_bytes("videos/x/video.mp4", MP4)
-        url = store.presigned_url("videos/x/video.mp4", expires=timedelta(seconds=1))
+        signed = time.monotonic()
+        url = store.presigned_url("videos/x/video.mp4", expires=timedelta(seconds=4))
         assert httpx.get(url).status_code == 200
-        time.sleep(2.5)
+        time.sleep(max(0.0, signed + 5.5 - time.monotonic()))
         expired = httpx.get(url)
         assert expired.status_code == 403 and "expired" in expired.text.lower()
 
