@@ -58,8 +58,9 @@ def kueue_places(queued: list[Video], workload_of: dict[str, str | None], pendin
     out = {v.id: pending.get(workload_of.get(v.id) or "") for v in queued}
     for queue in {v.queue for v in queued}:
         mine = [v for v in queued if v.queue == queue and workload_of.get(v.id)]
-        absent = {workload_of[v.id] for v in mine} - pending.keys()
-        if len(absent) != 1 or len(absent) == len({workload_of[v.id] for v in mine}):
+        known = {workload_of[v.id] for v in mine}
+        absent = known - pending.keys()
+        if len(absent) != 1 or absent == known:
             continue
         head = absent.pop()
         for v in mine:

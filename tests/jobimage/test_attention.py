@@ -27,6 +27,14 @@ def _mask(lengths: list[int], total: int = 256) -> torch.Tensor:
     return mask
 
 
+def _inputs(seed: int, lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Latents, prompt embeddings and the prompt mask for one sample per prompt length."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(len(lengths), 12, 2, 8, 12, generator=gen)
+    text = torch.randn(len(lengths), 256, TRANSFORMER_CONFIG["text_embed_dim"], generator=gen)
+    return x, text, _mask(lengths)
+
+
 def _forward(model, x, text, mask):
     t = torch.full((x.shape[0],), 640.0)
     with torch.no_grad():
@@ -37,10 +45,7 @@ def _forward(model, x, text, mask):
 @pytest.mark.parametrize("lengths", [[17], [1, 17], [9, 9], [256, 3], [0, 5]],
                          ids=["one", "cfg-uneven", "even", "full-length", "empty-prompt"])
 def test_same_output_as_stock(transformer, lengths):
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(len(lengths), 12, 2, 8, 12, generator=gen)
-    text = torch.randn(len(lengths), 256, TRANSFORMER_CONFIG["text_embed_dim"], generator=gen)
-    mask = _mask(lengths)
+    x, text, mask = _inputs(1, lengths)
     install_stock_attention(transformer)
     stock = _forward(transformer, x, text, mask)
     assert install_attention(transformer) == 2
@@ -51,10 +56,7 @@ def test_same_output_as_stock(transformer, lengths):
 def test_heads_first_layout_gives_the_same_output(transformer):
     """The benchmark's layout variant (q, k, v contiguous as (B, H, S, D)) changes where the bytes
     lie, not the arithmetic."""
-    gen = torch.Generator().manual_seed(4)
-    x = torch.randn(2, 12, 2, 8, 12, generator=gen)
-    text = torch.randn(2, 256, TRANSFORMER_CONFIG["text_embed_dim"], generator=gen)
-    mask = _mask([1, 30])
+    x, text, mask = _inputs(4, [1, 30])
     install_attention(transformer)
     default = _forward(transformer, x, text, mask)
     install_attention(transformer, T2VMochiAttnProcessor(heads_first=True))
@@ -65,10 +67,7 @@ def test_heads_first_layout_gives_the_same_output(transformer):
 
 
 def test_batched_guidance_equals_one_sample_at_a_time(transformer):
-    gen = torch.Generator().manual_seed(2)
-    x = torch.randn(2, 12, 2, 8, 12, generator=gen)
-    text = torch.randn(2, 256, TRANSFORMER_CONFIG["text_embed_dim"], generator=gen)
-    mask = _mask([1, 30])
+    x, text, mask = _inputs(2, [1, 30])
     install_attention(transformer)
     both = _forward(transformer, x, text, mask)
     alone = torch.cat([_forward(transformer, x[i:i + 1], text[i:i + 1], mask[i:i + 1]) for i in range(2)])
